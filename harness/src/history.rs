@@ -1,0 +1,402 @@
+//! The recorded run: every request, service event, fault and probe sample.
+//!
+//! Checkers judge only from this record ("if it is not in the history, it did
+//! not happen"). Times are microseconds since the run's clock started, so the
+//! whole record shares one monotonic axis.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Microseconds since the start of the run.
+pub type Micros = u64;
+
+/// The run's monotonic clock; every record is stamped against it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    origin: Instant,
+}
+
+impl RunClock {
+    pub fn start() -> Self {
+        Self {
+            origin: Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Micros {
+        self.at(Instant::now())
+    }
+
+    pub fn at(&self, instant: Instant) -> Micros {
+        instant.saturating_duration_since(self.origin).as_micros() as Micros
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+/// How a request failed below HTTP, as far as the client could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportError {
+    #[default]
+    None,
+    /// The connection was refused: nothing listened.
+    Refused,
+    /// The connection was reset or closed before a full response.
+    Reset,
+    /// No response within the client's timeout.
+    Timeout,
+    /// Headers arrived but the body was cut short.
+    Truncated,
+    /// Anything else the client reported.
+    Other,
+}
+
+impl TransportError {
+    pub fn is_error(self) -> bool {
+        self != TransportError::None
+    }
+}
+
+/// One request made by the load generator. Kept small: a long soak records
+/// millions of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub start: Micros,
+    pub end: Micros,
+    /// HTTP status, 0 when no response arrived.
+    pub status: u16,
+    /// Index into the scenario's request mix.
+    pub route: u16,
+    /// Index into [`History::versions`]; 0 means no version header.
+    pub version: u16,
+    pub error: TransportError,
+    pub bytes: u32,
+}
+
+impl RequestRecord {
+    pub fn ok(&self) -> bool {
+        !self.error.is_error() && (200..400).contains(&self.status)
+    }
+
+    /// Whether this request had started and not yet finished at `t`.
+    pub fn in_flight_at(&self, t: Micros) -> bool {
+        self.start <= t && self.end > t
+    }
+}
+
+/// What a probe asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    Ready,
+    Live,
+    Aggregate,
+}
+
+/// One health probe answer (or its absence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSample {
+    pub at: Micros,
+    pub service: String,
+    pub probe: ProbeKind,
+    /// HTTP status, 0 when there was no answer.
+    pub status: u16,
+    pub error: TransportError,
+    pub latency_us: u32,
+    /// Kept only for the aggregate probe, whose body names components.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl ProbeSample {
+    pub fn is_2xx(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ExitInfo {
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("exit status {code}"),
+            (None, Some(sig)) => format!("killed by signal {sig} ({})", signal_name(sig)),
+            (None, None) => "unknown exit".to_string(),
+        }
+    }
+}
+
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        9 => "SIGKILL",
+        15 => "SIGTERM",
+        18 => "SIGCONT",
+        19 => "SIGSTOP",
+        _ => "signal",
+    }
+}
+
+/// Something that happened to a service, as the backend saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServiceEventKind {
+    Started { pid: u32 },
+    Ready { after_ms: u64 },
+    Exited { pid: u32, exit: ExitInfo },
+    Signalled { pid: u32, signal: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub at: Micros,
+    pub service: String,
+    #[serde(flatten)]
+    pub kind: ServiceEventKind,
+}
+
+/// A fault as injected, with what proves (or fails to prove) it landed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// Position in the scenario's fault list.
+    pub index: usize,
+    /// Human-readable, e.g. "SIGTERM to app".
+    pub label: String,
+    pub service: String,
+    pub injected_at: Micros,
+    /// When the fault was reverted (service back), if it was.
+    pub healed_at: Option<Micros>,
+    /// Did the harness prove that the fault took effect?
+    pub landed: bool,
+    /// What the proof (or its absence) consists of.
+    pub proof: String,
+    pub detail: FaultDetail,
+}
+
+/// What each kind of fault observed; checkers match on this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultDetail {
+    Signal {
+        signal: String,
+        pid: u32,
+        in_flight: u32,
+        /// When the process exited after the signal, if it did.
+        exited_at: Option<Micros>,
+        exit: Option<ExitInfo>,
+        /// The grace period the stack declares.
+        grace_ms: u64,
+        /// Whether the harness had to SIGKILL it at the end of the grace.
+        killed_after_grace: bool,
+        cleanup: Option<CleanupObservation>,
+    },
+    /// A process (re)started with deliberately bad configuration.
+    BadConfigStart {
+        /// "missing" or "malformed".
+        defect: String,
+        variable: String,
+        value: Option<String>,
+        exit: Option<ExitInfo>,
+        exited_after_ms: Option<u64>,
+        /// How long the harness waited for an exit.
+        deadline_ms: u64,
+        /// Whether the process answered HTTP on its port while it lived.
+        served: bool,
+        /// Whether its stderr/stdout named the variable.
+        message_names_variable: bool,
+        log_tail: String,
+    },
+    /// A restart with a changed environment variable.
+    EnvRestart {
+        variable: String,
+        value: String,
+        ready_at: Option<Micros>,
+        observed: Vec<String>,
+    },
+    /// A reloadable setting changed by the means the stack declares.
+    ConfigReload {
+        setting: String,
+        value: String,
+        signal: String,
+        pid_before: u32,
+        pid_after: Option<u32>,
+        /// When the new value was first observed.
+        observed_at: Option<Micros>,
+    },
+    /// A service stopped (by a kill) and later started again.
+    Outage {
+        signal: String,
+        down_at: Option<Micros>,
+        restarted_at: Option<Micros>,
+        ready_at: Option<Micros>,
+    },
+    /// SIGSTOP / SIGCONT.
+    Pause { resumed_at: Option<Micros> },
+}
+
+/// What was left of a service after it exited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CleanupObservation {
+    /// Redis client addresses the service held before the signal.
+    pub redis_clients_before: Vec<String>,
+    /// Those still connected after the exit, once the deadline passed.
+    pub redis_clients_left: Vec<String>,
+    /// Whether Redis could be asked at all.
+    pub redis_checked: bool,
+    /// Listening sockets of the service still open after exit.
+    pub still_listening: Vec<String>,
+    /// Processes of the service that outlived it ("pid command").
+    pub surviving_processes: Vec<String>,
+}
+
+/// A finding about the standard's contradictions, detected in the stack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub id: String,
+    pub title: String,
+    pub evidence: String,
+}
+
+/// Everything one scenario run recorded.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct History {
+    pub requests: Vec<RequestRecord>,
+    /// Served versions, interned; index 0 is "no version header".
+    pub versions: Vec<String>,
+    /// The request mix, by index, as "METHOD path".
+    pub routes: Vec<String>,
+    pub probes: Vec<ProbeSample>,
+    pub events: Vec<ServiceEvent>,
+    pub faults: Vec<FaultRecord>,
+    pub findings: Vec<Finding>,
+    /// When the load started and stopped.
+    pub load_window: Option<(Micros, Micros)>,
+}
+
+impl History {
+    pub fn version_name(&self, index: u16) -> &str {
+        self.versions
+            .get(index as usize)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn probes_of<'a>(
+        &'a self,
+        service: &'a str,
+        probe: ProbeKind,
+    ) -> impl Iterator<Item = &'a ProbeSample> + 'a {
+        self.probes
+            .iter()
+            .filter(move |s| s.service == service && s.probe == probe)
+    }
+
+    pub fn requests_between(&self, from: Micros, to: Micros) -> impl Iterator<Item = &RequestRecord> {
+        self.requests
+            .iter()
+            .filter(move |r| r.start >= from && r.start < to)
+    }
+}
+
+/// Shared, append-only recorder that load, backend and nemesis write into
+/// while the run goes; turned into a [`History`] at the end.
+#[derive(Debug)]
+pub struct Recorder {
+    pub clock: RunClock,
+    inner: Mutex<History>,
+}
+
+impl Recorder {
+    pub fn new(clock: RunClock) -> Self {
+        Self {
+            clock,
+            inner: Mutex::new(History {
+                versions: vec![String::new()],
+                ..History::default()
+            }),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut History) -> R) -> R {
+        // A panic while holding the lock must not lose the record.
+        let mut guard = match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    pub fn set_routes(&self, routes: Vec<String>) {
+        self.with(|h| h.routes = routes);
+    }
+
+    pub fn intern_version(&self, version: &str) -> u16 {
+        self.with(|h| {
+            if let Some(i) = h.versions.iter().position(|v| v == version) {
+                return i as u16;
+            }
+            if h.versions.len() >= u16::MAX as usize {
+                return 0;
+            }
+            h.versions.push(version.to_string());
+            (h.versions.len() - 1) as u16
+        })
+    }
+
+    pub fn request(&self, record: RequestRecord) {
+        self.with(|h| h.requests.push(record));
+    }
+
+    pub fn probe(&self, sample: ProbeSample) {
+        self.with(|h| h.probes.push(sample));
+    }
+
+    pub fn event(&self, service: &str, kind: ServiceEventKind) {
+        let at = self.clock.now();
+        self.with(|h| {
+            h.events.push(ServiceEvent {
+                at,
+                service: service.to_string(),
+                kind,
+            })
+        });
+    }
+
+    pub fn fault(&self, record: FaultRecord) {
+        self.with(|h| h.faults.push(record));
+    }
+
+    pub fn finding(&self, finding: Finding) {
+        self.with(|h| h.findings.push(finding));
+    }
+
+    pub fn load_window(&self, from: Micros, to: Micros) {
+        self.with(|h| h.load_window = Some((from, to)));
+    }
+
+    /// Snapshot of the events so far (the nemesis reads exits from here).
+    pub fn events_since(&self, from: Micros) -> Vec<ServiceEvent> {
+        self.with(|h| h.events.iter().filter(|e| e.at >= from).cloned().collect())
+    }
+
+    pub fn into_history(self) -> History {
+        let mut h = match self.inner.into_inner() {
+            Ok(h) => h,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        h.requests.sort_by_key(|r| r.start);
+        h.probes.sort_by_key(|p| p.at);
+        h.events.sort_by_key(|e| e.at);
+        h
+    }
+}

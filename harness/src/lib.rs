@@ -1,0 +1,7 @@
+//! chaosgate: proves or disproves that a web stack meets the Deployment and
+//! Operations Standard, by running it, loading it, breaking it and judging
+//! what it recorded.
+
+pub mod check;
+pub mod history;
+pub mod report;

@@ -1,0 +1,3 @@
+//! Reporters: views of a run's history and verdicts.
+
+pub mod model;
