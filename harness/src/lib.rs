@@ -4,4 +4,9 @@
 
 pub mod check;
 pub mod history;
+pub mod input_error;
+pub mod manifest;
 pub mod report;
+pub mod requirements;
+pub mod scenario;
+pub mod stack;

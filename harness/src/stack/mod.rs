@@ -1,0 +1,116 @@
+//! Backends run the stack under test. The process backend starts each
+//! service as a local child process; a Docker backend implements the same
+//! trait, so callers never know which one runs.
+
+pub mod process;
+pub mod reaper;
+pub mod render;
+
+use crate::history::ExitInfo;
+use async_trait::async_trait;
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Changes to a service's environment for one start.
+#[derive(Debug, Clone, Default)]
+pub struct EnvOverrides {
+    pub set: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("service `{0}` is not part of this stack")]
+    UnknownService(String),
+    #[error("service `{service}`: `{program}` not found on PATH{}", hint.as_ref().map(|h| format!("; install it with: {h}")).unwrap_or_default())]
+    ProgramNotFound {
+        service: String,
+        program: String,
+        hint: Option<String>,
+    },
+    #[error("service `{service}` could not be started: {source}")]
+    Spawn {
+        service: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("service `{service}` did not become ready within {waited:?} ({check}); last lines of {log}:\n{tail}")]
+    NotReady {
+        service: String,
+        waited: Duration,
+        check: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("service `{service}` exited ({exit}) before it was ready; last lines of {log}:\n{tail}")]
+    ExitedEarly {
+        service: String,
+        exit: String,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("service `{service}` is not running")]
+    NotRunning { service: String },
+    #[error("cannot signal service `{service}`: {source}")]
+    Signal {
+        service: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("build step `{command}` failed: {detail}")]
+    Build { command: String, detail: String },
+    #[error(transparent)]
+    Render(#[from] render::RenderError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a shutdown stopped, and whatever it found still alive after.
+#[derive(Debug, Default, Clone)]
+pub struct ShutdownReport {
+    pub stopped: Vec<String>,
+    /// Tagged processes found after the services' groups were stopped, and killed.
+    pub swept: Vec<String>,
+}
+
+/// The operations every backend provides. Faults and observers use only these.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Start a service (with environment changes) and return its PID.
+    async fn start(&self, service: &str, overrides: &EnvOverrides) -> Result<u32, StackError>;
+    /// Wait until the service passes its ready check; returns how long it took.
+    async fn wait_ready(&self, service: &str, deadline: Duration) -> Result<Duration, StackError>;
+    /// Start every service in dependency order, each awaited ready.
+    async fn start_all(&self, deadline: Duration) -> Result<Duration, StackError>;
+    /// Loopback address of a named port of a service.
+    fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr>;
+    /// PID of the service's main process while it runs.
+    fn pid(&self, service: &str) -> Option<u32>;
+    /// Deliver a signal to the service's main process; returns its PID.
+    async fn signal(&self, service: &str, signal: Signal) -> Result<u32, StackError>;
+    /// Wait for the current process of the service to exit, up to `timeout`.
+    async fn wait_exit(&self, service: &str, timeout: Duration) -> Option<ExitInfo>;
+    /// TERM, wait `grace`, then KILL the whole process group.
+    async fn stop(&self, service: &str, grace: Duration) -> Result<Option<ExitInfo>, StackError>;
+    /// KILL the service's whole process group at once.
+    async fn kill(&self, service: &str) -> Result<Option<ExitInfo>, StackError>;
+    /// The last lines of the service's output.
+    fn log_tail(&self, service: &str, lines: usize) -> String;
+    /// Path of the service's log, if it is a file.
+    fn log_path(&self, service: &str) -> Option<PathBuf>;
+    /// Write a file into the service's working directory.
+    async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError>;
+    /// Run a command in the service's context (its directory and environment).
+    async fn exec(&self, service: &str, argv: &[String]) -> Result<std::process::Output, StackError>;
+    /// Processes that belong to the service ("pid command"), its children included.
+    fn processes(&self, service: &str) -> Vec<(u32, String)>;
+    /// Process state letter of the main process ('T' when stopped).
+    fn process_state(&self, service: &str) -> Option<char>;
+    /// Stop everything (reverse start order), then sweep what is left.
+    async fn shutdown(&self, grace: Duration) -> ShutdownReport;
+    /// Leave the stack running when the backend is dropped (--keep).
+    fn keep_running(&self);
+}

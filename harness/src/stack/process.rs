@@ -1,0 +1,370 @@
+//! The process backend: each service a real child process on loopback, in
+//! its own process group, its output in the run folder.
+
+use super::reaper::{self, RUN_TAG, SERVICE_TAG};
+use super::render::{ServicePlan, StackPlan};
+use super::{Backend, EnvOverrides, ShutdownReport, StackError};
+use crate::history::{ExitInfo, Recorder, ServiceEventKind};
+use crate::manifest::{Manifest, ReadyCheck};
+use async_trait::async_trait;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Variables passed through from the harness's environment; everything else a
+/// service sees comes from the manifest, so a run is reproducible.
+const PASSED_THROUGH: &[&str] = &["HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDIR", "RUST_BACKTRACE"];
+
+struct Running {
+    pid: u32,
+    exit: watch::Receiver<Option<ExitInfo>>,
+}
+
+pub struct ProcessBackend {
+    plan: StackPlan,
+    install_hints: HashMap<String, Option<String>>,
+    run_id: String,
+    recorder: Arc<Recorder>,
+    running: Mutex<HashMap<String, Running>>,
+    keep: AtomicBool,
+}
+
+impl ProcessBackend {
+    pub fn new(plan: StackPlan, manifest: &Manifest, run_id: &str, recorder: Arc<Recorder>) -> Self {
+        Self {
+            plan,
+            install_hints: manifest.services.iter().map(|s| (s.name.clone(), s.install.clone())).collect(),
+            run_id: run_id.to_string(),
+            recorder,
+            running: Mutex::new(HashMap::new()),
+            keep: AtomicBool::new(false),
+        }
+    }
+
+    pub fn plan(&self) -> &StackPlan {
+        &self.plan
+    }
+
+    fn service(&self, name: &str) -> Result<&ServicePlan, StackError> {
+        self.plan.service(name).ok_or_else(|| StackError::UnknownService(name.to_string()))
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
+        match self.running.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn current(&self, name: &str) -> Option<(u32, watch::Receiver<Option<ExitInfo>>)> {
+        self.running().get(name).map(|r| (r.pid, r.exit.clone()))
+    }
+
+    fn alive_pid(&self, name: &str) -> Option<u32> {
+        let (pid, exit) = self.current(name)?;
+        exit.borrow().is_none().then_some(pid)
+    }
+
+    /// Resolve a program the way a shell would, on the stack's PATH.
+    fn resolve(&self, svc: &ServicePlan) -> Result<PathBuf, StackError> {
+        let program = &svc.argv[0];
+        let not_found = || StackError::ProgramNotFound {
+            service: svc.name.clone(),
+            program: program.clone(),
+            hint: self.install_hints.get(&svc.name).cloned().flatten(),
+        };
+        if program.contains('/') {
+            let p = PathBuf::from(program);
+            return if p.is_file() { Ok(p) } else { Err(not_found()) };
+        }
+        find_on_path(program, &self.plan.path_var).ok_or_else(not_found)
+    }
+
+    async fn probe_ready(&self, svc: &ServicePlan) -> bool {
+        match &svc.ready {
+            ReadyCheck::Tcp { tcp } => match svc.addr(tcp) {
+                Some(addr) => tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .is_ok_and(|r| r.is_ok()),
+                None => false,
+            },
+            ReadyCheck::Http { http, port } => match svc.addr(port) {
+                Some(addr) => http_get_status(addr, http, Duration::from_millis(1000)).await.is_some_and(|s| (200..300).contains(&s)),
+                None => false,
+            },
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection; returns the status code.
+/// Readiness must not depend on connection pools or proxies.
+pub async fn http_get_status(addr: SocketAddr, path: &str, timeout: Duration) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let read = stream.read(&mut buf[n..]).await.ok()?;
+            if read == 0 {
+                break;
+            }
+            n += read;
+        }
+        let line = std::str::from_utf8(&buf[..n]).ok()?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(timeout, fut).await.ok().flatten()
+}
+
+pub fn find_on_path(program: &str, path_var: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
+    ExitInfo {
+        code: status.code(),
+        signal: status.signal(),
+    }
+}
+
+pub fn tail_of_file(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[async_trait]
+impl Backend for ProcessBackend {
+    async fn start(&self, service: &str, overrides: &EnvOverrides) -> Result<u32, StackError> {
+        let svc = self.service(service)?;
+        let program = self.resolve(svc)?;
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&svc.log)?;
+        writeln!(log, "--- chaosgate: starting {} at +{} ms ---", svc.name, self.recorder.clock.now() / 1000)?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(&svc.argv[1..])
+            .current_dir(&svc.dir)
+            .env_clear()
+            .env("PATH", &self.plan.path_var)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own group: signals to the harness's terminal don't reach it, and
+            // killpg takes its children down with it.
+            .process_group(0)
+            .kill_on_drop(false);
+        for var in PASSED_THROUGH {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        for (k, v) in &svc.env {
+            if !overrides.remove.contains(k) {
+                cmd.env(k, v);
+            }
+        }
+        for (k, v) in &overrides.set {
+            cmd.env(k, v);
+        }
+        cmd.env(RUN_TAG, &self.run_id).env(SERVICE_TAG, &svc.name);
+        let mut child = cmd.spawn().map_err(|source| StackError::Spawn { service: svc.name.clone(), source })?;
+        let pid = child.id().unwrap_or(0);
+        let (tx, rx) = watch::channel(None);
+        self.running().insert(svc.name.clone(), Running { pid, exit: rx });
+        self.recorder.event(&svc.name, ServiceEventKind::Started { pid });
+        let recorder = self.recorder.clone();
+        let name = svc.name.clone();
+        tokio::spawn(async move {
+            let exit = match child.wait().await {
+                Ok(status) => exit_info(status),
+                Err(_) => ExitInfo { code: None, signal: None },
+            };
+            recorder.event(&name, ServiceEventKind::Exited { pid, exit });
+            let _ = tx.send(Some(exit));
+        });
+        Ok(pid)
+    }
+
+    async fn wait_ready(&self, service: &str, deadline: Duration) -> Result<Duration, StackError> {
+        let svc = self.service(service)?;
+        let started = Instant::now();
+        let check = match &svc.ready {
+            ReadyCheck::Tcp { tcp } => format!("TCP connect to port `{tcp}`"),
+            ReadyCheck::Http { http, port } => format!("GET {http} on port `{port}` answering 2xx"),
+        };
+        loop {
+            if let Some((_, exit)) = self.current(service) {
+                if let Some(exit) = *exit.borrow() {
+                    return Err(StackError::ExitedEarly {
+                        service: service.to_string(),
+                        exit: exit.describe(),
+                        log: svc.log.clone(),
+                        tail: tail_of_file(&svc.log, 15),
+                    });
+                }
+            }
+            if self.probe_ready(svc).await {
+                let took = started.elapsed();
+                self.recorder.event(service, ServiceEventKind::Ready { after_ms: took.as_millis() as u64 });
+                return Ok(took);
+            }
+            if started.elapsed() >= deadline {
+                return Err(StackError::NotReady {
+                    service: service.to_string(),
+                    waited: deadline,
+                    check,
+                    log: svc.log.clone(),
+                    tail: tail_of_file(&svc.log, 15),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    }
+
+    async fn start_all(&self, deadline: Duration) -> Result<Duration, StackError> {
+        let started = Instant::now();
+        for svc in &self.plan.services {
+            self.start(&svc.name, &EnvOverrides::default()).await?;
+            let left = deadline.saturating_sub(started.elapsed());
+            self.wait_ready(&svc.name, left).await?;
+        }
+        Ok(started.elapsed())
+    }
+
+    fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr> {
+        self.plan.service(service)?.addr(port)
+    }
+
+    fn pid(&self, service: &str) -> Option<u32> {
+        self.alive_pid(service)
+    }
+
+    async fn signal(&self, service: &str, signal: Signal) -> Result<u32, StackError> {
+        let pid = self.alive_pid(service).ok_or_else(|| StackError::NotRunning { service: service.to_string() })?;
+        kill(Pid::from_raw(pid as i32), signal).map_err(|source| StackError::Signal { service: service.to_string(), source })?;
+        self.recorder.event(service, ServiceEventKind::Signalled { pid, signal: signal.as_str().to_string() });
+        Ok(pid)
+    }
+
+    async fn wait_exit(&self, service: &str, timeout: Duration) -> Option<ExitInfo> {
+        let (_, mut exit) = self.current(service)?;
+        let waited = tokio::time::timeout(timeout, exit.wait_for(|e| e.is_some())).await;
+        match waited {
+            Ok(Ok(e)) => *e,
+            _ => None,
+        }
+    }
+
+    async fn stop(&self, service: &str, grace: Duration) -> Result<Option<ExitInfo>, StackError> {
+        let Some(pid) = self.alive_pid(service) else {
+            return Ok(self.current(service).and_then(|(_, e)| *e.borrow()));
+        };
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        // A stopped process never handles TERM: let it run so it can.
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
+        if let Some(exit) = self.wait_exit(service, grace).await {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            return Ok(Some(exit));
+        }
+        self.kill(service).await
+    }
+
+    async fn kill(&self, service: &str) -> Result<Option<ExitInfo>, StackError> {
+        let Some((pid, _)) = self.current(service) else {
+            return Ok(None);
+        };
+        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        Ok(self.wait_exit(service, Duration::from_secs(5)).await)
+    }
+
+    fn log_tail(&self, service: &str, lines: usize) -> String {
+        self.plan.service(service).map(|s| tail_of_file(&s.log, lines)).unwrap_or_default()
+    }
+
+    fn log_path(&self, service: &str) -> Option<PathBuf> {
+        self.plan.service(service).map(|s| s.log.clone())
+    }
+
+    async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError> {
+        let svc = self.service(service)?;
+        tokio::fs::write(svc.dir.join(name), contents).await?;
+        Ok(())
+    }
+
+    async fn exec(&self, service: &str, argv: &[String]) -> Result<std::process::Output, StackError> {
+        let svc = self.service(service)?;
+        let Some((program, args)) = argv.split_first() else {
+            return Err(StackError::Io(std::io::Error::other("empty command")));
+        };
+        let out = tokio::process::Command::new(program)
+            .args(args)
+            .current_dir(&svc.dir)
+            .env("PATH", &self.plan.path_var)
+            .envs(&svc.env)
+            .env(RUN_TAG, &self.run_id)
+            .env(SERVICE_TAG, &svc.name)
+            .kill_on_drop(true)
+            .output()
+            .await?;
+        Ok(out)
+    }
+
+    fn processes(&self, service: &str) -> Vec<(u32, String)> {
+        reaper::tagged_processes(Some(&self.run_id), Some(service))
+            .into_iter()
+            .map(|p| (p.pid, p.command))
+            .collect()
+    }
+
+    fn process_state(&self, service: &str) -> Option<char> {
+        reaper::process_state(self.alive_pid(service)?)
+    }
+
+    async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        for svc in self.plan.services.iter().rev() {
+            if self.alive_pid(&svc.name).is_some() {
+                let _ = self.stop(&svc.name, grace).await;
+                report.stopped.push(svc.name.clone());
+            }
+        }
+        for p in reaper::kill_run(&self.run_id) {
+            report.swept.push(format!("{} {} ({})", p.pid, p.command, p.service));
+        }
+        report
+    }
+
+    fn keep_running(&self) {
+        self.keep.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for ProcessBackend {
+    /// The safety net: whatever path left the run (error, panic), nothing stays up
+    /// unless the user asked for it with --keep.
+    fn drop(&mut self) {
+        if self.keep.load(Ordering::SeqCst) {
+            return;
+        }
+        for r in self.running().values() {
+            let _ = killpg(Pid::from_raw(r.pid as i32), Signal::SIGKILL);
+        }
+        reaper::kill_run(&self.run_id);
+    }
+}

@@ -1,0 +1,222 @@
+//! Turns a manifest into a concrete plan for one run: free loopback ports,
+//! random secrets, and the config templates rendered with them.
+
+use crate::manifest::{Manifest, ReadyCheck, Role};
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+/// Everything needed to start one service of one run.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub name: String,
+    pub role: Role,
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// The service's folder in the run directory: rendered files, data, log.
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    pub ports: BTreeMap<String, u16>,
+    pub ready: ReadyCheck,
+}
+
+impl ServicePlan {
+    pub fn addr(&self, port: &str) -> Option<SocketAddr> {
+        self.ports.get(port).map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+    }
+}
+
+/// The rendered stack of one run.
+#[derive(Debug, Clone)]
+pub struct StackPlan {
+    pub run_dir: PathBuf,
+    pub services: Vec<ServicePlan>,
+    /// PATH for the stack's commands: the manifest's dirs, then the harness's PATH.
+    pub path_var: String,
+    context: RenderContext,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct RenderContext {
+    ports: BTreeMap<String, BTreeMap<String, u16>>,
+    secrets: BTreeMap<String, String>,
+    run_dir: String,
+    manifest_dir: String,
+    service_dir: String,
+    settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("no free loopback port: {0}")]
+    NoPort(std::io::Error),
+    #[error("cannot create {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {message}")]
+    Template { what: String, message: String },
+}
+
+/// Ask the kernel for a free port on loopback. The port is released before the
+/// service binds it; the window is small and the ports are random.
+pub fn free_port() -> Result<u16, RenderError> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(RenderError::NoPort)?;
+    let port = listener.local_addr().map_err(RenderError::NoPort)?.port();
+    Ok(port)
+}
+
+fn random_secret(len: usize, rng: &mut fastrand::Rng) -> String {
+    (0..len).map(|_| rng.alphanumeric()).collect()
+}
+
+fn render_str(env: &Environment, template: &str, ctx: &RenderContext, what: &str) -> Result<String, RenderError> {
+    env.render_str(template, ctx).map_err(|e| RenderError::Template {
+        what: what.to_string(),
+        message: describe_template_error(&e),
+    })
+}
+
+fn describe_template_error(e: &minijinja::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    msg
+}
+
+fn strict_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    // A typo in a template must fail the run before anything starts, not render as "".
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+impl StackPlan {
+    /// Allocate ports and secrets, render every template into `run_dir`.
+    pub fn render(manifest: &Manifest, run_dir: &Path, secret_seed: u64) -> Result<StackPlan, RenderError> {
+        let mut ports = BTreeMap::new();
+        for s in &manifest.services {
+            let mut named = BTreeMap::new();
+            for p in &s.ports {
+                named.insert(p.clone(), free_port()?);
+            }
+            ports.insert(s.name.clone(), named);
+        }
+        // Secrets come from their own generator: the scenario seed must not make them guessable.
+        let mut rng = fastrand::Rng::with_seed(secret_seed);
+        let secrets = manifest
+            .secrets
+            .iter()
+            .map(|(name, len)| (name.clone(), random_secret(*len, &mut rng)))
+            .collect();
+        let mut settings = BTreeMap::new();
+        for s in &manifest.services {
+            if let Some(reload) = s.config.as_ref().and_then(|c| c.reload.as_ref()) {
+                settings.insert(reload.setting.clone(), reload.initial.clone());
+            }
+        }
+        let base_path = std::env::var("PATH").unwrap_or_default();
+        let mut path_dirs: Vec<String> = manifest
+            .stack
+            .path
+            .iter()
+            .map(|p| absolute(&manifest.dir.join(p)).display().to_string())
+            .collect();
+        path_dirs.push(base_path);
+        let mut plan = StackPlan {
+            run_dir: run_dir.to_path_buf(),
+            services: Vec::new(),
+            path_var: path_dirs.join(":"),
+            context: RenderContext {
+                ports,
+                secrets,
+                run_dir: run_dir.display().to_string(),
+                manifest_dir: manifest.dir.display().to_string(),
+                service_dir: String::new(),
+                settings,
+            },
+        };
+        let env = strict_env();
+        for s in &manifest.services {
+            let dir = run_dir.join(&s.name);
+            std::fs::create_dir_all(&dir).map_err(|source| RenderError::Io { path: dir.clone(), source })?;
+            let ctx = plan.context_for(&dir);
+            let what = |field: &str| format!("services.{}.{field}", s.name);
+            let argv = s
+                .command
+                .iter()
+                .map(|a| render_str(&env, a, &ctx, &what("command")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut rendered_env = BTreeMap::new();
+            for (k, v) in &s.env {
+                rendered_env.insert(k.clone(), render_str(&env, v, &ctx, &what(&format!("env.{k}")))?);
+            }
+            for (dest, template) in &s.files {
+                plan.render_file(&s.name, template, &dir.join(dest), &BTreeMap::new())?;
+            }
+            if let Some(reload) = s.config.as_ref().and_then(|c| c.reload.as_ref()) {
+                plan.render_file(&s.name, &manifest.dir.join(&reload.template), &dir.join(&reload.file), &BTreeMap::new())?;
+            }
+            plan.services.push(ServicePlan {
+                name: s.name.clone(),
+                role: s.role,
+                argv,
+                env: rendered_env,
+                log: dir.join("service.log"),
+                dir,
+                ports: plan.context.ports[&s.name].clone(),
+                ready: s.ready.clone(),
+            });
+        }
+        Ok(plan)
+    }
+
+    fn context_for(&self, service_dir: &Path) -> RenderContext {
+        let mut ctx = self.context.clone();
+        ctx.service_dir = service_dir.display().to_string();
+        ctx
+    }
+
+    /// Render one template for a service, with some settings overridden
+    /// (a reload fault writes a new value this way).
+    pub fn render_file(
+        &self,
+        service: &str,
+        template: &Path,
+        dest: &Path,
+        setting_overrides: &BTreeMap<String, String>,
+    ) -> Result<(), RenderError> {
+        let source = std::fs::read_to_string(template).map_err(|source| RenderError::Io { path: template.to_path_buf(), source })?;
+        let dir = self.run_dir.join(service);
+        let mut ctx = self.context_for(&dir);
+        ctx.settings.extend(setting_overrides.clone());
+        let text = render_str(&strict_env(), &source, &ctx, &template.display().to_string())?;
+        std::fs::write(dest, text).map_err(|source| RenderError::Io { path: dest.to_path_buf(), source })
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.context.secrets.get(name).map(String::as_str)
+    }
+
+    /// Render a manifest value (a Redis password, say) with this run's context.
+    pub fn render_value(&self, service: &str, value: &str) -> Result<String, RenderError> {
+        let ctx = self.context_for(&self.run_dir.join(service));
+        render_str(&strict_env(), value, &ctx, value)
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
