@@ -5,7 +5,10 @@
 pub mod check;
 pub mod history;
 pub mod input_error;
+pub mod load;
 pub mod manifest;
+pub mod nemesis;
+pub mod observe;
 pub mod report;
 pub mod requirements;
 pub mod scenario;

@@ -96,10 +96,23 @@ fn summary(out: &mut String, report: &RunReport) {
         .join(", ");
     let _ = writeln!(out, "verdicts: {counts}");
     let status = report.status();
-    let _ = writeln!(out, "result:   {} (exit code {})", status_word(status), status.code());
-    let _ = writeln!(out, "stack:    {} ({})", report.stack.name, report.stack.manifest);
+    let _ = writeln!(
+        out,
+        "result:   {} (exit code {})",
+        status_word(status),
+        status.code()
+    );
+    let _ = writeln!(
+        out,
+        "stack:    {} ({})",
+        report.stack.name, report.stack.manifest
+    );
     if !report.stack.breaks.is_empty() {
-        let _ = writeln!(out, "breaks:   {} (on purpose)", report.stack.breaks.join(", "));
+        let _ = writeln!(
+            out,
+            "breaks:   {} (on purpose)",
+            report.stack.breaks.join(", ")
+        );
     }
     let _ = writeln!(out, "seed:     {}", report.seed);
     let _ = writeln!(out, "run:      {}", report.run_id);
@@ -121,7 +134,12 @@ fn details(out: &mut String, report: &RunReport) {
     let mut any = false;
     for scenario in &report.scenarios {
         if let Some(error) = &scenario.error {
-            let _ = writeln!(out, "\ncould not run {}: {}", scenario.name, printable(error));
+            let _ = writeln!(
+                out,
+                "\ncould not run {}: {}",
+                scenario.name,
+                printable(error)
+            );
             any = true;
         }
         let bad = scenario
@@ -186,7 +204,11 @@ mod tests {
         report.scenarios[0].name = "a-very-long-scenario-name-that-goes-on".to_string();
         let table = table(&report);
         for line in table.lines() {
-            assert!(line.chars().count() <= 120, "{} columns: {line}", line.chars().count());
+            assert!(
+                line.chars().count() <= 120,
+                "{} columns: {line}",
+                line.chars().count()
+            );
         }
     }
 

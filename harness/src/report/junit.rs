@@ -41,17 +41,30 @@ fn suite(report: &RunReport, scenario: &ScenarioResult) -> TestSuite {
         }
     };
     if let Some(error) = &scenario.error {
-        let message = printable(error);
+        // The message attribute holds one line; a longer error goes in the body.
+        let first_line = error.lines().next().unwrap_or_default();
         let result = TestResult::Error {
             type_: "could_not_run".to_string(),
-            message: message.to_string(),
-            cause: Some(cdata_safe(error)),
+            message: printable(first_line).into_owned(),
+            cause: error.contains('\n').then(|| cdata_safe(error)),
         };
-        suite.add_testcase(case("scenario", next_time(true), result, &classname, scenario));
+        suite.add_testcase(case(
+            "scenario",
+            next_time(true),
+            result,
+            &classname,
+            scenario,
+        ));
     }
     for verdict in &scenario.verdicts {
         let time = next_time(verdict.outcome != Outcome::Skipped);
-        let mut testcase = case(&verdict.requirement, time, result(verdict), &classname, scenario);
+        let mut testcase = case(
+            &verdict.requirement,
+            time,
+            result(verdict),
+            &classname,
+            scenario,
+        );
         // A pass's evidence (which fault landed, what was measured) is part of
         // the proof, so it is kept where CI shows it.
         if verdict.outcome == Outcome::Pass {
@@ -63,7 +76,13 @@ fn suite(report: &RunReport, scenario: &ScenarioResult) -> TestSuite {
     suite
 }
 
-fn case(name: &str, time: Duration, result: TestResult, classname: &str, scenario: &ScenarioResult) -> TestCase {
+fn case(
+    name: &str,
+    time: Duration,
+    result: TestResult,
+    classname: &str,
+    scenario: &ScenarioResult,
+) -> TestCase {
     TestCase {
         name: printable(name).into_owned(),
         time,
@@ -76,7 +95,11 @@ fn case(name: &str, time: Duration, result: TestResult, classname: &str, scenari
 }
 
 fn result(verdict: &Verdict) -> TestResult {
-    let message = printable(&format!("measured: {}; expected: {}", verdict.measured, verdict.expected)).into_owned();
+    let message = printable(&format!(
+        "measured: {}; expected: {}",
+        verdict.measured, verdict.expected
+    ))
+    .into_owned();
     let cause = failure_text(verdict);
     match verdict.outcome {
         Outcome::Pass => TestResult::Success,
@@ -112,7 +135,10 @@ fn failure_text(verdict: &Verdict) -> Option<String> {
 }
 
 fn pass_details(verdict: &Verdict) -> String {
-    let mut text = format!("measured: {}\nexpected: {}\n", verdict.measured, verdict.expected);
+    let mut text = format!(
+        "measured: {}\nexpected: {}\n",
+        verdict.measured, verdict.expected
+    );
     if let Some(reading) = &verdict.reading {
         let _ = writeln!(text, "reading: {reading}");
     }
@@ -129,9 +155,17 @@ fn suite_details(report: &RunReport, scenario: &ScenarioResult) -> String {
     if !scenario.description.is_empty() {
         let _ = writeln!(text, "description: {}", scenario.description);
     }
-    let _ = writeln!(text, "stack: {} ({})", report.stack.name, report.stack.manifest);
+    let _ = writeln!(
+        text,
+        "stack: {} ({})",
+        report.stack.name, report.stack.manifest
+    );
     if !report.stack.breaks.is_empty() {
-        let _ = writeln!(text, "breaks on purpose: {}", report.stack.breaks.join(", "));
+        let _ = writeln!(
+            text,
+            "breaks on purpose: {}",
+            report.stack.breaks.join(", ")
+        );
     }
     let _ = writeln!(text, "seed: {}", report.seed);
     let _ = writeln!(text, "run: {}", report.run_id);
@@ -145,14 +179,22 @@ fn suite_details(report: &RunReport, scenario: &ScenarioResult) -> String {
         let _ = writeln!(text, "{}", fault_line(fault));
     }
     for finding in &scenario.history.findings {
-        let _ = writeln!(text, "finding {}: {}: {}", finding.id, finding.title, finding.evidence);
+        let _ = writeln!(
+            text,
+            "finding {}: {}: {}",
+            finding.id, finding.title, finding.evidence
+        );
     }
     let _ = writeln!(text, "reproduce: {}", report.reproduce);
     text
 }
 
 fn fault_line(fault: &FaultRecord) -> String {
-    let landed = if fault.landed { "landed" } else { "NOT proven to land" };
+    let landed = if fault.landed {
+        "landed"
+    } else {
+        "NOT proven to land"
+    };
     format!(
         "fault #{} {} at {:.3} s: {landed} ({})",
         fault.index,
@@ -173,7 +215,11 @@ fn run_start(unix_ms: u64) -> OffsetDateTime {
 /// does not exist; an even split is the honest approximation.
 fn split_time(scenario: &ScenarioResult) -> Vec<Duration> {
     let timed = usize::from(scenario.error.is_some())
-        + scenario.verdicts.iter().filter(|v| v.outcome != Outcome::Skipped).count();
+        + scenario
+            .verdicts
+            .iter()
+            .filter(|v| v.outcome != Outcome::Skipped)
+            .count();
     let Some(count) = u64::try_from(timed).ok().filter(|&n| n > 0) else {
         return Vec::new();
     };
@@ -197,7 +243,9 @@ mod tests {
         let mut rest = xml;
         while let Some(start) = rest.find("<![CDATA[") {
             out.push_str(&rest[..start].replace("><", ">\n<"));
-            let Some(len) = rest[start..].find("]]>") else { break };
+            let Some(len) = rest[start..].find("]]>") else {
+                break;
+            };
             out.push_str(&rest[start..start + len + 3]);
             rest = &rest[start + len + 3..];
         }
@@ -211,7 +259,9 @@ mod tests {
         let mut rest = xml;
         while let Some(start) = rest.find("<![CDATA[") {
             out.push_str(&rest[..start]);
-            let end = rest[start..].find("]]>").map_or(rest.len(), |len| start + len + 3);
+            let end = rest[start..]
+                .find("]]>")
+                .map_or(rest.len(), |len| start + len + 3);
             rest = &rest[end..];
         }
         out.push_str(rest);
@@ -230,7 +280,11 @@ mod tests {
         let xml = render_junit(&report).expect("renders");
         let count = |needle: &str| xml.matches(needle).count();
         let outcomes = report.counts();
-        let errors = report.scenarios.iter().filter(|s| s.error.is_some()).count();
+        let errors = report
+            .scenarios
+            .iter()
+            .filter(|s| s.error.is_some())
+            .count();
         assert_eq!(count("<testsuite "), report.scenarios.len());
         assert_eq!(count("<testcase "), report.all_verdicts().count() + errors);
         assert_eq!(count("<failure "), outcomes[1].1);
@@ -252,7 +306,9 @@ mod tests {
         for (i, _) in markup.match_indices('&') {
             let entity = &markup[i..markup.len().min(i + 6)];
             assert!(
-                ["&lt;", "&gt;", "&amp;", "&quot;", "&apos;"].iter().any(|e| entity.starts_with(e)),
+                ["&lt;", "&gt;", "&amp;", "&quot;", "&apos;"]
+                    .iter()
+                    .any(|e| entity.starts_with(e)),
                 "bare & in markup: {entity}"
             );
         }
@@ -262,7 +318,9 @@ mod tests {
     #[test]
     fn control_characters_do_not_reach_the_xml() {
         let mut report = sample_report();
-        report.scenarios[0].verdicts[1].evidence.push("colour \u{1b}[31mred\u{0}".to_string());
+        report.scenarios[0].verdicts[1]
+            .evidence
+            .push("colour \u{1b}[31mred\u{0}".to_string());
         report.scenarios[0].verdicts[1].measured.push('\u{7}');
         let xml = render_junit(&report).expect("renders");
         assert!(!xml.chars().any(|c| c.is_control() && c != '\n'));
@@ -275,6 +333,10 @@ mod tests {
         let scenario = &report.scenarios[0];
         let total: Duration = split_time(scenario).into_iter().sum();
         assert_eq!(total, Duration::milliseconds(41_500));
-        assert_eq!(split_time(scenario).len(), 3, "skipped verdicts take no time");
+        assert_eq!(
+            split_time(scenario).len(),
+            3,
+            "skipped verdicts take no time"
+        );
     }
 }

@@ -16,6 +16,7 @@ pub use junit::render_junit;
 #[cfg(test)]
 pub(crate) use sample::sample_report;
 
+use model::RunReport;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -53,8 +54,6 @@ fn write_json_file(report: &RunReport, path: &Path) -> Result<(), ReportError> {
     out.flush().map_err(io_error)
 }
 
-use model::RunReport;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,7 +63,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("chaosgate-report-{}", std::process::id()));
         let nested = dir.join("nested");
         let paths = write_all(&sample_report(), &nested).expect("writes");
-        assert_eq!(paths, vec![nested.join("junit.xml"), nested.join("run.json")]);
+        assert_eq!(
+            paths,
+            vec![nested.join("junit.xml"), nested.join("run.json")]
+        );
         let json = fs::read_to_string(&paths[1]).expect("run.json");
         assert!(json.contains("\"schema_version\": 1"));
         let xml = fs::read_to_string(&paths[0]).expect("junit.xml");
@@ -74,10 +76,15 @@ mod tests {
 
     #[test]
     fn io_errors_name_the_file() {
-        let file = std::env::temp_dir().join(format!("chaosgate-report-file-{}", std::process::id()));
+        let file =
+            std::env::temp_dir().join(format!("chaosgate-report-file-{}", std::process::id()));
         fs::write(&file, "not a directory").expect("setup");
-        let err = write_all(&sample_report(), &file.join("sub")).expect_err("cannot create under a file");
-        assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+        let err =
+            write_all(&sample_report(), &file.join("sub")).expect_err("cannot create under a file");
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
         fs::remove_file(&file).expect("cleans up");
     }
 }

@@ -163,7 +163,9 @@ fn redis_outage() -> ScenarioResult {
         duration_ms: 5_750,
         healthy_after_ms: None,
         verdicts: Vec::new(),
-        error: Some("stack never became healthy: app not ready after 5 s (last /ready: 503)".to_string()),
+        error: Some(
+            "stack never became healthy: app not ready after 5 s (last /ready: 503)".to_string(),
+        ),
         history: History::default(),
     }
 }

@@ -1,0 +1,38 @@
+//! What kind of transport failure a reqwest error is. Checkers need to tell
+//! a refused connection (nothing listening: expected after shutdown) from a
+//! reset (a request cut off: a drain failure).
+
+use crate::history::TransportError;
+use std::error::Error as _;
+use std::io::ErrorKind;
+
+pub fn classify(err: &reqwest::Error) -> TransportError {
+    if err.is_timeout() {
+        return TransportError::Timeout;
+    }
+    let mut source = err.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused => return TransportError::Refused,
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof => {
+                    return TransportError::Reset;
+                }
+                ErrorKind::TimedOut => return TransportError::Timeout,
+                _ => {}
+            }
+        }
+        source = s.source();
+    }
+    let text = format!("{err:?}").to_ascii_lowercase();
+    if text.contains("incompletemessage") || text.contains("connection closed") || text.contains("reset") {
+        return TransportError::Reset;
+    }
+    if err.is_connect() {
+        return TransportError::Refused;
+    }
+    if err.is_body() || err.is_decode() {
+        return TransportError::Truncated;
+    }
+    TransportError::Other
+}

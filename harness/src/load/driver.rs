@@ -1,0 +1,231 @@
+//! goose as a library: one scenario, one transaction closure that picks a
+//! request from the weighted mix, makes it through goose, reads the whole
+//! body (a truncated body is a failure) and records it.
+
+use super::classify::classify;
+use crate::history::{Recorder, RequestRecord, TransportError};
+use crate::scenario::LoadSpec;
+use goose::prelude::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+struct PreparedRequest {
+    method: GooseMethod,
+    path: String,
+    body: Option<String>,
+}
+
+/// State shared by every simulated user and by the nemesis (which watches
+/// the in-flight count to fire "when N requests are in flight").
+pub struct LoadShared {
+    pub in_flight: AtomicU32,
+    recorder: Arc<Recorder>,
+    requests: Vec<PreparedRequest>,
+    cumulative_weights: Vec<u32>,
+    seed: u64,
+    picks: AtomicU64,
+    version_header: Option<String>,
+}
+
+/// Decrements the in-flight count however the request ends (even if goose
+/// drops the future at shutdown).
+struct InFlight<'a>(&'a AtomicU32);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicU32) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn method(name: &str) -> GooseMethod {
+    match name {
+        "POST" => GooseMethod::Post,
+        "PUT" => GooseMethod::Put,
+        "DELETE" => GooseMethod::Delete,
+        "HEAD" => GooseMethod::Head,
+        "PATCH" => GooseMethod::Patch,
+        _ => GooseMethod::Get,
+    }
+}
+
+impl LoadShared {
+    pub fn new(spec: &LoadSpec, seed: u64, version_header: Option<String>, recorder: Arc<Recorder>) -> Self {
+        let mut total = 0;
+        let cumulative_weights = spec
+            .requests
+            .iter()
+            .map(|r| {
+                total += r.weight.max(1);
+                total
+            })
+            .collect();
+        recorder.set_routes(spec.requests.iter().map(|r| format!("{} {}", r.method, r.path)).collect());
+        Self {
+            in_flight: AtomicU32::new(0),
+            recorder,
+            requests: spec
+                .requests
+                .iter()
+                .map(|r| PreparedRequest {
+                    method: method(&r.method),
+                    path: r.path.clone(),
+                    body: r.body.clone(),
+                })
+                .collect(),
+            cumulative_weights,
+            seed,
+            picks: AtomicU64::new(0),
+            version_header,
+        }
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The n-th pick of the whole run is a function of the seed alone, so the
+    /// mix is reproducible even though users interleave differently.
+    fn pick(&self) -> usize {
+        let n = self.picks.fetch_add(1, Ordering::Relaxed);
+        let total = *self.cumulative_weights.last().unwrap_or(&1);
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let x = rng.u32(0..total);
+        self.cumulative_weights.iter().position(|w| x < *w).unwrap_or(0)
+    }
+
+    async fn run_one(&self, user: &mut GooseUser) -> TransactionResult {
+        let route = self.pick();
+        let spec = &self.requests[route];
+        let _guard = InFlight::enter(&self.in_flight);
+        let clock = self.recorder.clock;
+        let start = clock.now();
+        let mut builder = user.get_request_builder(&spec.method, &spec.path)?;
+        if let Some(body) = &spec.body {
+            builder = builder.header("content-type", "application/json").body(body.clone());
+        }
+        let request = GooseRequest::builder().method(spec.method.clone()).path(spec.path.as_str()).set_request_builder(builder).build();
+        let mut record = RequestRecord {
+            start,
+            end: start,
+            status: 0,
+            route: route as u16,
+            version: 0,
+            error: TransportError::None,
+            bytes: 0,
+        };
+        match user.request(request).await {
+            Ok(goose) => match goose.response {
+                Ok(response) => {
+                    record.status = response.status().as_u16();
+                    if let Some(header) = &self.version_header {
+                        if let Some(v) = response.headers().get(header).and_then(|v| v.to_str().ok()) {
+                            record.version = self.recorder.intern_version(v);
+                        }
+                    }
+                    let expected = response.content_length();
+                    match response.bytes().await {
+                        Ok(body) => {
+                            record.bytes = body.len().min(u32::MAX as usize) as u32;
+                            if expected.is_some_and(|n| n != body.len() as u64) {
+                                record.error = TransportError::Truncated;
+                            }
+                        }
+                        Err(e) => {
+                            record.error = match classify(&e) {
+                                TransportError::Reset | TransportError::Other => TransportError::Truncated,
+                                other => other,
+                            }
+                        }
+                    }
+                }
+                Err(e) => record.error = classify(&e),
+            },
+            Err(_) => record.error = TransportError::Other,
+        }
+        record.end = clock.now().max(start + 1);
+        self.recorder.request(record);
+        Ok(())
+    }
+}
+
+/// A load run in progress.
+pub struct LoadHandle {
+    pub shared: Arc<LoadShared>,
+    task: JoinHandle<Result<GooseMetrics, GooseError>>,
+    started_at: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("goose could not be configured: {0}")]
+    Goose(String),
+}
+
+impl LoadHandle {
+    /// Start the load against `base_url` in the background.
+    pub fn start(spec: &LoadSpec, base_url: &str, shared: Arc<LoadShared>) -> Result<LoadHandle, LoadError> {
+        // A previous run in this process may have pulled the switch.
+        goose::reset_killswitch();
+        let g = |e: GooseError| LoadError::Goose(e.to_string());
+        let for_users = shared.clone();
+        let transaction = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+            let shared = for_users.clone();
+            Box::pin(async move { shared.run_one(user).await })
+        }))
+        .set_name("mix");
+        let rate = spec.ramp_per_s.unwrap_or(spec.users.max(1) * 20);
+        let attack = GooseAttack::initialize_with_config(goose::config::GooseConfiguration::default())
+            .map_err(g)?
+            .register_scenario(scenario!("chaosgate").register_transaction(transaction))
+            .set_default(GooseDefault::Host, base_url)
+            .map_err(g)?
+            .set_default(GooseDefault::Users, spec.users)
+            .map_err(g)?
+            .set_default(GooseDefault::IncreaseRate, rate.to_string().as_str())
+            .map_err(g)?
+            .set_default(GooseDefault::RunTime, spec.max_duration_s as usize)
+            .map_err(g)?
+            .set_default(GooseDefault::Timeout, "30")
+            .map_err(g)?
+            .set_default(GooseDefault::NoTelnet, true)
+            .map_err(g)?
+            .set_default(GooseDefault::NoWebSocket, true)
+            .map_err(g)?
+            .set_default(GooseDefault::NoPrintMetrics, true)
+            .map_err(g)?
+            .set_default(GooseDefault::NoErrorSummary, true)
+            .map_err(g)?
+            .set_default(GooseDefault::NoResetMetrics, true)
+            .map_err(g)?
+            .set_default(GooseDefault::Quiet, 1)
+            .map_err(g)?;
+        let started_at = shared.recorder.clock.now();
+        let task = tokio::spawn(async move { attack.execute().await });
+        Ok(LoadHandle { shared, task, started_at })
+    }
+
+    pub fn finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stop the users and wait for goose to return (bounded: cleanup must not
+    /// depend on goose returning).
+    pub async fn stop(self) {
+        goose::trigger_killswitch("chaosgate: load phase over");
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(40), &mut task).await.is_err() {
+            task.abort();
+        }
+        let end = self.shared.recorder.clock.now();
+        self.shared.recorder.load_window(self.started_at, end);
+    }
+}

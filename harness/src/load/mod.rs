@@ -1,0 +1,6 @@
+//! The client: drives the scenario's load with goose and records every request.
+
+pub mod classify;
+pub mod driver;
+
+pub use driver::{LoadHandle, LoadShared};

@@ -1,0 +1,72 @@
+//! The nemesis: injects the scenario's faults one after another, proves each
+//! took effect (or records that it could not), and heals the stack after.
+
+pub mod cleanup;
+pub mod config;
+pub mod outage;
+pub mod schedule;
+pub mod signal;
+
+use crate::history::{FaultDetail, FaultRecord, Micros, Recorder, ServiceEventKind};
+use crate::load::LoadShared;
+use crate::manifest::Manifest;
+use crate::scenario::Settings;
+use crate::stack::render::StackPlan;
+use crate::stack::{Backend, EnvOverrides};
+use std::time::Duration;
+
+/// What every fault may use.
+pub struct Nemesis<'a> {
+    pub backend: &'a dyn Backend,
+    pub manifest: &'a Manifest,
+    pub plan: &'a StackPlan,
+    pub recorder: &'a Recorder,
+    pub load: Option<&'a LoadShared>,
+    pub settings: &'a Settings,
+    pub seed: u64,
+}
+
+impl Nemesis<'_> {
+    pub fn now(&self) -> Micros {
+        self.recorder.clock.now()
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.load.map(|l| l.in_flight()).unwrap_or(0)
+    }
+
+    /// When the backend saw `pid` of `service` exit, from the recorded events.
+    pub fn exit_time(&self, service: &str, pid: u32, since: Micros) -> Option<Micros> {
+        self.recorder.events_since(since).into_iter().find_map(|e| match e.kind {
+            ServiceEventKind::Exited { pid: p, .. } if p == pid && e.service == service => Some(e.at),
+            _ => None,
+        })
+    }
+
+    /// Start the service again with its normal configuration; returns when it is ready.
+    pub async fn heal(&self, service: &str) -> Result<Micros, String> {
+        if self.backend.pid(service).is_some() {
+            self.backend.stop(service, self.manifest.grace()).await.map_err(|e| e.to_string())?;
+        }
+        self.backend.start(service, &EnvOverrides::default()).await.map_err(|e| e.to_string())?;
+        self.backend
+            .wait_ready(service, Duration::from_secs_f64(self.manifest.stack.ready_timeout_s))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(self.now())
+    }
+
+    /// A fault that never happened, recorded so checks can say inconclusive and why.
+    pub fn not_landed(&self, index: usize, label: String, service: &str, why: String, detail: FaultDetail) -> FaultRecord {
+        FaultRecord {
+            index,
+            label,
+            service: service.to_string(),
+            injected_at: self.now(),
+            healed_at: None,
+            landed: false,
+            proof: why,
+            detail,
+        }
+    }
+}

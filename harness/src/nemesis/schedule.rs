@@ -1,0 +1,67 @@
+//! Runs the scenario's faults in order, each at its time or condition.
+
+use super::Nemesis;
+use super::config::{bad_config, env_change, reload_config};
+use super::outage::{outage, pause};
+use super::signal::signal_fault;
+use crate::history::{FaultDetail, FaultRecord};
+use crate::manifest::SignalName;
+use crate::scenario::{FaultAction, FaultSpec, action_name};
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+
+/// Inject every fault of the schedule, recording each in the history.
+pub async fn run_schedule(n: &Nemesis<'_>, faults: &[FaultSpec]) {
+    for (index, spec) in faults.iter().enumerate() {
+        if spec.after_s > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(spec.after_s)).await;
+        }
+        for record in run_one(n, index, spec).await {
+            n.recorder.fault(record);
+        }
+    }
+}
+
+async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRecord> {
+    let label = format!("{} on {}", action_name(spec.action), spec.target);
+    let Some(svc) = n.manifest.resolve(&spec.target) else {
+        let why = format!("the stack has no service or role `{}`", spec.target);
+        return vec![n.not_landed(index, label, &spec.target, why, FaultDetail::Pause { resumed_at: None })];
+    };
+    if let Some(cond) = spec.when {
+        let deadline = Instant::now() + Duration::from_secs_f64(spec.when_timeout_s);
+        let mut highest = 0;
+        loop {
+            let now = n.in_flight();
+            highest = highest.max(now);
+            if now >= cond.in_flight_at_least {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let why = format!(
+                    "condition never held: wanted ≥ {} requests in flight, saw at most {highest} in {:.1} s",
+                    cond.in_flight_at_least, spec.when_timeout_s
+                );
+                return vec![n.not_landed(index, label, &svc.name, why, FaultDetail::Pause { resumed_at: None })];
+            }
+            // Poll fast: the in-flight count moves with every request.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let signal = spec.signal.as_deref().and_then(Signal::from_str_lenient).unwrap_or(Signal::SIGTERM);
+    let down = Duration::from_secs_f64(spec.down_s.unwrap_or(1.0));
+    match spec.action {
+        FaultAction::Signal => vec![signal_fault(n, index, &svc.name, signal).await],
+        FaultAction::Outage => vec![outage(n, index, &svc.name, signal, down).await],
+        FaultAction::Pause => vec![pause(n, index, &svc.name, down).await],
+        FaultAction::BadConfig => bad_config(n, index, svc, spec.defect.as_deref().unwrap_or("missing")).await,
+        FaultAction::EnvChange => {
+            let value = spec.value.clone().unwrap_or_else(|| format!("cf-env-{}", n.seed));
+            vec![env_change(n, index, svc, &value).await]
+        }
+        FaultAction::ReloadConfig => {
+            let value = spec.value.clone().unwrap_or_else(|| format!("reloaded-{}", n.seed));
+            vec![reload_config(n, index, svc, &value).await]
+        }
+    }
+}
