@@ -389,11 +389,15 @@ impl Recorder {
         self.with(|h| h.events.iter().filter(|e| e.at >= from).cloned().collect())
     }
 
-    pub fn into_history(self) -> History {
-        let mut h = match self.inner.into_inner() {
-            Ok(h) => h,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+    /// (index, label, landed, proof) of the faults recorded so far, for progress lines.
+    pub fn faults_summary(&self) -> Vec<(usize, String, bool, String)> {
+        self.with(|h| h.faults.iter().map(|f| (f.index, f.label.clone(), f.landed, f.proof.clone())).collect())
+    }
+
+    /// Take the record out, sorted by time. Background tasks that still hold
+    /// the recorder (exit watchers) write into a fresh, ignored history after.
+    pub fn take_history(&self) -> History {
+        let mut h = self.with(std::mem::take);
         h.requests.sort_by_key(|r| r.start);
         h.probes.sort_by_key(|p| p.at);
         h.events.sort_by_key(|e| e.at);

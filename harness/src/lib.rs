@@ -5,11 +5,13 @@
 pub mod check;
 pub mod history;
 pub mod input_error;
+pub mod interrupt;
 pub mod load;
 pub mod manifest;
 pub mod nemesis;
 pub mod observe;
 pub mod report;
 pub mod requirements;
+pub mod run;
 pub mod scenario;
 pub mod stack;

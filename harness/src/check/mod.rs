@@ -1,3 +1,88 @@
 //! Checkers: pure functions from a history to verdicts, one module per spec section.
 
+pub mod config;
+pub mod health;
+pub mod shutdown;
 pub mod verdict;
+
+use crate::history::{FaultDetail, FaultRecord, History, Micros};
+use crate::scenario::Settings;
+use verdict::{Outcome, Verdict};
+
+/// What a checker reads: the history and the readings it judges against.
+pub struct CheckInput<'a> {
+    pub history: &'a History,
+    pub settings: &'a Settings,
+    /// The service whose health endpoints were probed (the app).
+    pub probed_service: &'a str,
+    /// The hard dependencies of the probed service (their outages test readiness).
+    pub dependency_services: Vec<String>,
+    /// Service name -> role, so a health body may name a dependency either way.
+    pub roles: std::collections::BTreeMap<String, String>,
+}
+
+type CheckFn = fn(&CheckInput<'_>) -> Verdict;
+
+/// Requirement IDs with a checker in this version, and the checker.
+pub const CHECKS: &[(&str, CheckFn)] = &[
+    ("HC-READY", health::hc_ready),
+    ("HC-LIVE", health::hc_live),
+    ("HC-AGG", health::hc_agg),
+    ("GS-SIGTERM", shutdown::gs_sigterm),
+    ("GS-DRAIN", shutdown::gs_drain),
+    ("GS-CLEANUP", shutdown::gs_cleanup),
+    ("CF-ENV", config::cf_env),
+    ("CF-VALIDATE", config::cf_validate),
+    ("CF-HOT", config::cf_hot),
+];
+
+pub fn is_implemented(id: &str) -> bool {
+    CHECKS.iter().any(|(known, _)| *known == id)
+}
+
+/// Judge one requirement. A checker that panics yields inconclusive, never a
+/// pass, and never takes the run down with it (Jepsen's check-safe).
+pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
+    let Some((_, check)) = CHECKS.iter().find(|(known, _)| *known == id) else {
+        return Verdict::new(id, Outcome::Inconclusive, "no checker for this requirement in this version", "a checker");
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(input))) {
+        Ok(v) => v,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Verdict::new(id, Outcome::Inconclusive, format!("the checker crashed: {msg}"), "a verdict")
+        }
+    }
+}
+
+/// TERM-like signal faults sent to `service`.
+pub(crate) fn sigterms<'a>(h: &'a History, service: &'a str) -> impl Iterator<Item = &'a FaultRecord> + 'a {
+    h.faults.iter().filter(move |f| {
+        f.service == service && matches!(&f.detail, FaultDetail::Signal { signal, .. } if signal == "SIGTERM")
+    })
+}
+
+/// Outages of any of the given services: (fault, down_at, back_ready_at).
+pub(crate) fn outages<'a>(h: &'a History, services: &'a [String]) -> impl Iterator<Item = (&'a FaultRecord, Option<Micros>, Option<Micros>)> + 'a {
+    h.faults.iter().filter(move |f| services.contains(&f.service)).filter_map(|f| match &f.detail {
+        FaultDetail::Outage { down_at, ready_at, restarted_at, .. } => Some((f, *down_at, ready_at.or(*restarted_at))),
+        _ => None,
+    })
+}
+
+pub(crate) fn ms(us: Micros) -> u64 {
+    us / 1000
+}
+
+/// "+1234 ms" relative to a moment.
+pub(crate) fn rel(at: Micros, origin: Micros) -> String {
+    if at >= origin {
+        format!("+{} ms", (at - origin) / 1000)
+    } else {
+        format!("-{} ms", (origin - at) / 1000)
+    }
+}

@@ -1,0 +1,362 @@
+//! The scenario runner: start the stack, drive load, inject faults, judge.
+
+use crate::check::{self, CheckInput};
+use crate::history::{Recorder, RunClock};
+use crate::input_error::{InputError, InputErrors};
+use crate::interrupt;
+use crate::load::{LoadHandle, LoadShared};
+use crate::manifest::{Manifest, ReadyCheck, Role};
+use crate::nemesis::{Nemesis, schedule::run_schedule};
+use crate::observe::health::{HealthProber, HealthTarget};
+use crate::report::model::{RunReport, ScenarioResult, StackInfo};
+use crate::scenario::Scenario;
+use crate::stack::process::ProcessBackend;
+use crate::stack::reaper::{self, RunMarker};
+use crate::stack::render::StackPlan;
+use crate::stack::{Backend, StackError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub stack: PathBuf,
+    pub scenarios: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub seed: Option<u64>,
+    /// Leave the stack of the last scenario running.
+    pub keep: bool,
+    /// Print progress lines to stderr.
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Input(#[from] InputErrors),
+    #[error("{0}")]
+    Stack(#[from] StackError),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Load and validate every input before anything starts.
+pub fn load_inputs(opts: &RunOptions) -> Result<(Manifest, Vec<Scenario>), InputErrors> {
+    let manifest = crate::manifest::load(&opts.stack)?;
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for path in &opts.scenarios {
+        let loaded = if path.is_dir() { crate::scenario::load_dir(path) } else { crate::scenario::load(path).map(|s| vec![s]) };
+        match loaded {
+            Ok(s) => scenarios.extend(s),
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    for s in &scenarios {
+        for id in s.covers.iter().filter(|id| !check::is_implemented(id)) {
+            errors.push(InputError::whole_file(&s.file, format!("field `scenario.covers`: `{id}` has no checker in this version of chaosgate (implemented: {})", implemented_ids())));
+        }
+        for (target, field) in [(&s.load.target, "load.target"), (&s.probes.target, "probes.target")] {
+            if manifest.resolve(target).is_none() {
+                errors.push(InputError::whole_file(&s.file, format!("field `{field}`: the stack {} has no service or role `{target}`", manifest.file.display())));
+            }
+        }
+    }
+    if scenarios.is_empty() && errors.is_empty() {
+        errors.push(InputError::whole_file(&opts.stack, "no scenario to run"));
+    }
+    if errors.is_empty() { Ok((manifest, scenarios)) } else { Err(InputErrors(errors)) }
+}
+
+fn implemented_ids() -> String {
+    check::CHECKS.iter().map(|(id, _)| *id).collect::<Vec<_>>().join(", ")
+}
+
+/// Run the manifest's build steps (compile the stack's own binaries).
+pub fn build_stack(manifest: &Manifest, progress: bool) -> Result<(), StackError> {
+    for step in &manifest.build {
+        let command = step.command.join(" ");
+        if progress {
+            eprintln!("chaosgate: building the stack: {command}");
+        }
+        let dir = step.workdir.as_ref().map(|w| manifest.dir.join(w)).unwrap_or_else(|| manifest.dir.clone());
+        let Some((program, args)) = step.command.split_first() else { continue };
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| StackError::Build { command: command.clone(), detail: e.to_string() })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+            return Err(StackError::Build {
+                command,
+                detail: format!("{}\n{}", out.status, tail.into_iter().rev().collect::<Vec<_>>().join("\n")),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn new_run_id() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:04x}", rem / 3600, rem % 3600 / 60, rem % 60, fastrand::u16(..))
+}
+
+/// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// The command that reproduces a run.
+pub fn reproduce_command(opts: &RunOptions, seed: u64) -> String {
+    let scenarios: Vec<String> = opts.scenarios.iter().map(|p| p.display().to_string()).collect();
+    format!("chaosgate run {} --stack {} --seed {seed}", scenarios.join(" "), opts.stack.display())
+}
+
+/// Run every scenario; the returned report is complete even when the run was
+/// interrupted (what ran is judged, the rest is absent).
+pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
+    let (manifest, scenarios) = load_inputs(opts)?;
+    let reaped = reaper::reap_orphans(false, None);
+    if opts.progress && !reaped.runs.is_empty() {
+        eprintln!("chaosgate: reaped {} process(es) left by killed run(s) {}", reaped.processes.len(), reaped.runs.join(", "));
+    }
+    build_stack(&manifest, opts.progress)?;
+    let seed = opts.seed.or(scenarios.iter().find_map(|s| s.seed)).unwrap_or_else(|| fastrand::u64(..) % 1_000_000);
+    let run_id = new_run_id();
+    let run_dir = opts.out.join(&run_id);
+    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::Io { path: run_dir.clone(), source })?;
+    let me = std::process::id();
+    let marker = RunMarker {
+        run_id: run_id.clone(),
+        harness_pid: me,
+        harness_started: reaper::start_time(me).unwrap_or(0),
+        run_dir: run_dir.clone(),
+        kept: false,
+    };
+    reaper::write_marker(&marker).map_err(|source| RunError::Io { path: reaper::markers_dir(), source })?;
+    interrupt::set_current_run(Some(&run_id));
+    let started = Instant::now();
+    let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let mut results = Vec::new();
+    let mut kept = false;
+    for (i, scenario) in scenarios.iter().enumerate() {
+        if interrupt::is_interrupted() {
+            break;
+        }
+        let keep = opts.keep && i + 1 == scenarios.len();
+        let (result, stayed_up) = run_scenario(&manifest, scenario, &run_dir, &run_id, seed, keep, opts.progress).await;
+        kept |= stayed_up;
+        results.push(result);
+    }
+    if kept {
+        reaper::write_marker(&RunMarker { kept: true, ..marker }).map_err(|source| RunError::Io { path: reaper::markers_dir(), source })?;
+    } else {
+        reaper::remove_marker(&run_id);
+    }
+    interrupt::set_current_run(None);
+    Ok(RunReport {
+        schema_version: crate::report::model::RUN_SCHEMA_VERSION,
+        run_id,
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        stack: StackInfo {
+            name: manifest.display_name(),
+            manifest: manifest.file.display().to_string(),
+            breaks: manifest.mutant.as_ref().map(|m| m.breaks.clone()).unwrap_or_default(),
+        },
+        seed,
+        started_unix_ms,
+        duration_ms: started.elapsed().as_millis() as u64,
+        scenarios: results,
+        reproduce: reproduce_command(opts, seed),
+    })
+}
+
+fn load_base_url(manifest: &Manifest, scenario: &Scenario, backend: &dyn Backend) -> Option<String> {
+    let svc = manifest.resolve(&scenario.load.target)?;
+    let port = scenario.load.port.clone().unwrap_or_else(|| match &svc.ready {
+        ReadyCheck::Http { port, .. } => port.clone(),
+        ReadyCheck::Tcp { tcp } => tcp.clone(),
+    });
+    backend.endpoint(&svc.name, &port).map(|a| format!("http://{a}"))
+}
+
+fn health_target(manifest: &Manifest, scenario: &Scenario, backend: &dyn Backend) -> Option<HealthTarget> {
+    let svc = manifest.resolve(&scenario.probes.target)?;
+    let health = svc.health.as_ref()?;
+    Some(HealthTarget {
+        service: svc.name.clone(),
+        addr: backend.endpoint(&svc.name, &health.port)?,
+        ready: health.ready.clone(),
+        live: health.live.clone(),
+        aggregate: health.aggregate.clone(),
+    })
+}
+
+/// Run one scenario on a fresh stack. Returns the result and whether the stack was left up.
+pub async fn run_scenario(
+    manifest: &Manifest,
+    scenario: &Scenario,
+    run_dir: &Path,
+    run_id: &str,
+    seed: u64,
+    keep: bool,
+    progress: bool,
+) -> (ScenarioResult, bool) {
+    let say = |msg: String| {
+        if progress {
+            eprintln!("[{}] {msg}", scenario.name);
+        }
+    };
+    let recorder = Arc::new(Recorder::new(RunClock::start()));
+    let started = Instant::now();
+    let mut result = ScenarioResult {
+        name: scenario.name.clone(),
+        file: scenario.file.display().to_string(),
+        description: scenario.description.clone(),
+        duration_ms: 0,
+        healthy_after_ms: None,
+        verdicts: Vec::new(),
+        error: None,
+        history: Default::default(),
+    };
+    let plan = match StackPlan::render(manifest, &run_dir.join(&scenario.name), fastrand::u64(..)) {
+        Ok(p) => p,
+        Err(e) => {
+            result.error = Some(format!("could not prepare the stack: {e}"));
+            return (result, false);
+        }
+    };
+    let backend = ProcessBackend::new(plan.clone(), manifest, run_id, recorder.clone());
+    let body = scenario_body(manifest, scenario, &plan, &backend, &recorder, seed, &say);
+    let outcome = tokio::select! {
+        r = body => Some(r),
+        _ = interrupt::interrupted() => None,
+    };
+    let mut stayed_up = false;
+    match outcome {
+        Some(Ok(healthy)) => result.healthy_after_ms = Some(healthy.as_millis() as u64),
+        Some(Err(e)) => result.error = Some(e.to_string()),
+        None => result.error = Some("interrupted".into()),
+    }
+    if keep && result.error.is_none() {
+        backend.keep_running();
+        stayed_up = true;
+        print_kept(manifest, &backend, run_id);
+    } else {
+        let report = backend.shutdown(Duration::from_secs(3).min(manifest.grace())).await;
+        let left = reaper::tagged_processes(Some(run_id), None);
+        let listening: Vec<String> = plan
+            .services
+            .iter()
+            .flat_map(|s| s.ports.values())
+            .filter(|p| crate::observe::sockets::listening_on(**p))
+            .map(|p| p.to_string())
+            .collect();
+        if interrupt::is_interrupted() {
+            eprintln!(
+                "chaosgate: stopped {} service(s){}; {} process(es) and {} listening port(s) of this run left",
+                report.stopped.len(),
+                if report.swept.is_empty() { String::new() } else { format!(", killed {} stray process(es)", report.swept.len()) },
+                left.len(),
+                listening.len()
+            );
+        } else {
+            say(format!("stack stopped ({} service(s)); nothing left running: {}", report.stopped.len(), left.is_empty() && listening.is_empty()));
+        }
+    }
+    result.history = recorder.take_history();
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    if result.error.is_none() {
+        let input = CheckInput {
+            history: &result.history,
+            settings: &scenario.settings,
+            probed_service: manifest.resolve(&scenario.probes.target).map(|s| s.name.as_str()).unwrap_or(""),
+            dependency_services: manifest.services.iter().filter(|s| s.role == Role::Redis).map(|s| s.name.clone()).collect(),
+            roles: manifest.services.iter().map(|s| (s.name.clone(), s.role.as_str().to_string())).collect(),
+        };
+        result.verdicts = scenario.covers.iter().map(|id| check::judge(id, &input)).collect();
+        for v in &result.verdicts {
+            say(format!("{:<12} {:<12} {}", v.requirement, v.outcome.as_str(), v.measured));
+        }
+    }
+    (result, stayed_up)
+}
+
+async fn scenario_body(
+    manifest: &Manifest,
+    scenario: &Scenario,
+    plan: &StackPlan,
+    backend: &ProcessBackend,
+    recorder: &Arc<Recorder>,
+    seed: u64,
+    say: &impl Fn(String),
+) -> Result<Duration, StackError> {
+    say(format!("starting the stack in {}", plan.run_dir.display()));
+    let healthy = backend.start_all(Duration::from_secs_f64(manifest.stack.ready_timeout_s)).await?;
+    say(format!("stack healthy after {} ms", healthy.as_millis()));
+    let prober = health_target(manifest, scenario, backend).map(|t| HealthProber::start(t, Duration::from_millis(scenario.probes.interval_ms), recorder.clone()));
+    let base_url = load_base_url(manifest, scenario, backend).unwrap_or_default();
+    let shared = Arc::new(LoadShared::new(&scenario.load, seed, manifest.stack.version_header.clone(), recorder.clone()));
+    let load = LoadHandle::start(&scenario.load, &base_url, shared.clone()).map_err(|e| StackError::Io(std::io::Error::other(e.to_string())))?;
+    say(format!("load: {} users against {base_url}", scenario.load.users));
+    tokio::time::sleep(Duration::from_secs_f64(scenario.load.warmup_s)).await;
+    let nemesis = Nemesis {
+        backend,
+        manifest,
+        plan,
+        recorder,
+        load: Some(&shared),
+        settings: &scenario.settings,
+        seed,
+    };
+    let faults = async {
+        run_schedule(&nemesis, &scenario.faults).await;
+    };
+    let deadline = Duration::from_secs(scenario.load.max_duration_s);
+    if tokio::time::timeout(deadline, faults).await.is_err() {
+        say(format!("the fault schedule did not finish within load.max_duration_s = {} s", scenario.load.max_duration_s));
+    }
+    for f in &recorder_faults(recorder) {
+        say(format!("fault #{} {}: {} ({})", f.0, f.1, if f.2 { "landed" } else { "NOT landed" }, f.3));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(scenario.load.tail_s)).await;
+    load.stop().await;
+    if let Some(p) = prober {
+        p.stop();
+    }
+    Ok(healthy)
+}
+
+fn recorder_faults(recorder: &Recorder) -> Vec<(usize, String, bool, String)> {
+    recorder.faults_summary()
+}
+
+fn print_kept(manifest: &Manifest, backend: &ProcessBackend, run_id: &str) {
+    eprintln!("chaosgate: --keep: the stack stays up (run {run_id}):");
+    for s in &manifest.services {
+        let pid = backend.pid(&s.name).map(|p| format!("pid {p}")).unwrap_or_else(|| "not running".into());
+        let addrs: Vec<String> = s.ports.iter().filter_map(|p| backend.endpoint(&s.name, p).map(|a| format!("{p}=http://{a}"))).collect();
+        let log = backend.log_path(&s.name).map(|p| p.display().to_string()).unwrap_or_default();
+        eprintln!("  {:<8} {:<10} {}  log: {log}", s.name, pid, addrs.join(" "));
+    }
+    eprintln!("  stop it with: chaosgate clean --run {run_id}");
+}
