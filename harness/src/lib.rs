@@ -3,6 +3,8 @@
 //! what it recorded.
 
 pub mod check;
+pub mod cli;
+pub mod doctor;
 pub mod history;
 pub mod input_error;
 pub mod interrupt;

@@ -1,1 +1,98 @@
-fn main() {}
+//! The `chaosgate` binary: parse arguments, call the library, map exit codes.
+
+use chaosgate::check::verdict::RunStatus;
+use chaosgate::cli::{Cli, Command};
+use chaosgate::run::{RunOptions, run};
+use chaosgate::{doctor, interrupt, report, requirements, scenario, stack::reaper};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // goose logs through `log`; keep it quiet unless asked.
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("CHAOSGATE_LOG")).with_writer(std::io::stderr).try_init();
+    match cli.command {
+        Command::Run { scenarios, stack, out, seed, keep, quiet } => {
+            let scenarios = if scenarios.is_empty() { vec![PathBuf::from("scenarios")] } else { scenarios };
+            let opts = RunOptions { stack, scenarios, out, seed, keep, progress: !quiet };
+            run_command(opts)
+        }
+        Command::List { scenarios, requirements: reqs } => list(scenarios, reqs),
+        Command::Doctor { stack } => match chaosgate::manifest::load(&stack) {
+            Ok(m) => {
+                let findings = doctor::diagnose(&m);
+                print!("{}", doctor::render(&findings));
+                if findings.iter().all(|f| f.ok) { ExitCode::SUCCESS } else { ExitCode::from(RunStatus::CouldNotRun.code()) }
+            }
+            Err(e) => input_error(&e),
+        },
+        Command::Clean { run } => {
+            let reaped = reaper::reap_orphans(true, run.as_deref());
+            for p in &reaped.processes {
+                println!("killed {} {} (run {}, service {})", p.pid, p.command, p.run, p.service);
+            }
+            println!("cleaned {} run(s), {} process(es)", reaped.runs.len(), reaped.processes.len());
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn input_error(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(RunStatus::CouldNotRun.code())
+}
+
+fn run_command(opts: RunOptions) -> ExitCode {
+    if let Err(e) = interrupt::install() {
+        eprintln!("warning: cannot install the interrupt handler: {e}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return input_error(&e),
+    };
+    let result = runtime.block_on(run(&opts));
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => return input_error(&e),
+    };
+    let dir = opts.out.join(&report.run_id);
+    let written = report::write_all(&report, &dir);
+    println!("{}", report::render_console(&report));
+    match written {
+        Ok(paths) => {
+            for p in paths {
+                println!("wrote {}", p.display());
+            }
+            println!("services' logs in {}", dir.display());
+        }
+        Err(e) => eprintln!("error: {e}"),
+    }
+    if interrupt::is_interrupted() {
+        return ExitCode::from(130);
+    }
+    ExitCode::from(report.status().code())
+}
+
+fn list(paths: Vec<PathBuf>, reqs: bool) -> ExitCode {
+    if reqs {
+        for (id, title) in requirements::ALL {
+            let mark = if chaosgate::check::is_implemented(id) { "checked" } else { "-" };
+            println!("{id:<15} {mark:<8} {title}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let paths = if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths };
+    for p in paths {
+        let loaded = if p.is_dir() { scenario::load_dir(&p) } else { scenario::load(&p).map(|s| vec![s]) };
+        match loaded {
+            Ok(list) => {
+                for s in list {
+                    println!("{:<24} {:<40} {}", s.name, s.covers.join(" "), s.file.display());
+                }
+            }
+            Err(e) => return input_error(&e),
+        }
+    }
+    ExitCode::SUCCESS
+}

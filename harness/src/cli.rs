@@ -1,0 +1,62 @@
+//! Command-line arguments (parsed without I/O; validated by the library).
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0  every verdict pass or skipped
+  1  at least one requirement failed
+  2  inconclusive verdicts and no failure (the harness could not prove something)
+  3  the harness could not run (bad scenario or manifest, missing prerequisite, stack never came up)
+  130 interrupted (Ctrl-C or SIGTERM); the stack is stopped first";
+
+#[derive(Debug, Parser)]
+#[command(name = "chaosgate", version, about = "Chaos and conformance harness: proves or disproves that a stack meets the Deployment and Operations Standard", after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the stack, drive load, inject faults and judge each requirement.
+    Run {
+        /// Scenario files or directories (default: scenarios/).
+        scenarios: Vec<PathBuf>,
+        /// The stack manifest, or the directory holding stack.toml.
+        #[arg(long, default_value = "fixtures/stacks/reference")]
+        stack: PathBuf,
+        /// Where reports go: DIR/<run-id>/.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Seed for the load mix and derived values; printed on every run to reproduce it.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Leave the stack of the last scenario running afterwards (stop it with `chaosgate clean`).
+        #[arg(long)]
+        keep: bool,
+        /// No progress lines, only the verdict table.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List scenarios and the requirement IDs each covers.
+    List {
+        /// Scenario files or directories (default: scenarios/).
+        scenarios: Vec<PathBuf>,
+        /// List the standard's requirement IDs instead, marking those with a checker.
+        #[arg(long)]
+        requirements: bool,
+    },
+    /// Check the prerequisites of a stack and print the exact fix for each one missing.
+    Doctor {
+        #[arg(long, default_value = "fixtures/stacks/reference")]
+        stack: PathBuf,
+    },
+    /// Stop what earlier runs left running (killed runs, and runs kept with --keep).
+    Clean {
+        /// Only this run.
+        #[arg(long)]
+        run: Option<String>,
+    },
+}
