@@ -183,6 +183,13 @@ pub enum FaultAction {
 pub struct Condition {
     /// At least this many load requests in flight.
     pub in_flight_at_least: u32,
+    /// ...without a break for this long, so the requests have reached the service.
+    #[serde(default = "default_steady")]
+    pub for_ms: u64,
+}
+
+fn default_steady() -> u64 {
+    250
 }
 
 /// Thresholds and readings the checks use; defaults are the standard's readings.

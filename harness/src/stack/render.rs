@@ -102,6 +102,8 @@ fn strict_env() -> Environment<'static> {
 impl StackPlan {
     /// Allocate ports and secrets, render every template into `run_dir`.
     pub fn render(manifest: &Manifest, run_dir: &Path, secret_seed: u64) -> Result<StackPlan, RenderError> {
+        // Services run in their own directories: every path they get must be absolute.
+        let run_dir = &absolute(run_dir);
         let mut ports = BTreeMap::new();
         for s in &manifest.services {
             let mut named = BTreeMap::new();
