@@ -1,0 +1,111 @@
+//! The conformance matrix: every check passes on the reference stack and
+//! fails on each mutant built to break it. Real processes: redis-server,
+//! nginx and refstack on loopback.
+
+use chaosgate::check::verdict::Outcome;
+use chaosgate::report::model::{RunReport, ScenarioResult, StackInfo};
+use chaosgate::run::{build_stack, run_scenario};
+use chaosgate::{check, manifest, scenario};
+use rstest::rstest;
+use std::path::PathBuf;
+use std::sync::{Mutex, Once};
+
+/// Stacks compete for two cores: one at a time keeps the timing checks honest.
+static SERIAL: Mutex<()> = Mutex::new(());
+static BUILD: Once = Once::new();
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
+}
+
+fn run(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::Manifest) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let manifest = manifest::load(&repo(stack)).unwrap_or_else(|e| panic!("{e}"));
+    BUILD.call_once(|| build_stack(&manifest, false).unwrap_or_else(|e| panic!("{e}")));
+    let scenario = scenario::load(&repo(scenario_file)).unwrap_or_else(|e| panic!("{e}"));
+    let run_id = format!("conformance-{}-{}", std::process::id(), fastrand_id());
+    let out = repo("target/conformance-runs").join(&run_id);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let (result, kept) = runtime.block_on(run_scenario(&manifest, &scenario, &out, &run_id, 7, false, false));
+    assert!(!kept);
+    assert!(
+        chaosgate::stack::reaper::tagged_processes(Some(&run_id), None).is_empty(),
+        "processes of {run_id} left running"
+    );
+    (result, manifest)
+}
+
+fn fastrand_id() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+fn describe(result: &ScenarioResult) -> String {
+    result
+        .verdicts
+        .iter()
+        .map(|v| format!("{} {}: {} | {}", v.requirement, v.outcome, v.measured, v.evidence.join(" | ")))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[rstest]
+#[case::sigterm_drain("scenarios/sigterm-drain.toml")]
+#[case::redis_outage("scenarios/redis-outage-health.toml")]
+#[case::config("scenarios/config.toml")]
+fn reference_stack_passes(#[case] scenario_file: &str) {
+    let (result, _) = run("fixtures/stacks/reference", scenario_file);
+    assert_eq!(result.error, None);
+    assert!(!result.verdicts.is_empty());
+    for v in &result.verdicts {
+        assert_eq!(v.outcome, Outcome::Pass, "reference must pass every check:\n{}", describe(&result));
+    }
+}
+
+#[rstest]
+#[case::ignores_sigterm("ignores-sigterm", "scenarios/sigterm-drain.toml", "GS-SIGTERM", "still running 5000 ms after SIGTERM")]
+#[case::exits_without_drain("exits-without-drain", "scenarios/sigterm-drain.toml", "GS-DRAIN", "requests in flight")]
+#[case::readiness_stays_up("readiness-stays-up", "scenarios/sigterm-drain.toml", "HC-READY", "readiness still 2xx")]
+#[case::leaks_redis_on_exit("leaks-redis-on-exit", "scenarios/sigterm-drain.toml", "GS-CLEANUP", "Redis connections still open")]
+#[case::liveness_needs_redis("liveness-needs-redis", "scenarios/redis-outage-health.toml", "HC-LIVE", "liveness probes failed while redis was down")]
+#[case::health_always_ok("health-always-ok", "scenarios/redis-outage-health.toml", "HC-AGG", "/health answered 2xx")]
+#[case::no_startup_validation("no-startup-validation", "scenarios/config.toml", "CF-VALIDATE", "still running")]
+#[case::sighup_ignored("sighup-ignored", "scenarios/config.toml", "CF-HOT", "not in effect")]
+#[case::version_ignores_env("version-ignores-env", "scenarios/config.toml", "CF-ENV", "but the service showed")]
+fn mutant_fails_its_check(#[case] mutant: &str, #[case] scenario_file: &str, #[case] requirement: &str, #[case] measured: &str) {
+    let (result, manifest) = run(&format!("fixtures/stacks/mutants/{mutant}"), scenario_file);
+    let breaks = manifest.mutant.as_ref().map(|m| m.breaks.clone()).unwrap_or_default();
+    assert!(breaks.iter().any(|b| b == requirement), "mutant {mutant} must declare that it breaks {requirement}: {breaks:?}");
+    assert_eq!(result.error, None);
+    let verdict = result.verdicts.iter().find(|v| v.requirement == requirement).expect("the scenario covers the requirement");
+    assert_eq!(verdict.outcome, Outcome::Fail, "mutant {mutant} must fail {requirement}:\n{}", describe(&result));
+    assert!(verdict.measured.contains(measured), "measured evidence {:?} should contain {measured:?}", verdict.measured);
+    // What CI reads: the JUnit failure carries the measured evidence.
+    let report = RunReport {
+        schema_version: 1,
+        run_id: "matrix".into(),
+        harness_version: "test".into(),
+        stack: StackInfo { name: mutant.into(), manifest: String::new(), breaks },
+        seed: 7,
+        started_unix_ms: 0,
+        duration_ms: result.duration_ms,
+        reproduce: String::new(),
+        scenarios: vec![result],
+    };
+    let xml = chaosgate::report::render_junit(&report).expect("junit");
+    assert!(xml.contains("<failure"), "{xml}");
+    assert!(xml.contains(measured), "JUnit must carry the measured evidence {measured:?}");
+}
+
+/// A check that no mutant can make fail is a defect.
+#[test]
+fn every_check_has_a_mutant_that_breaks_it() {
+    let dir = repo("fixtures/stacks/mutants");
+    let mut broken = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("mutants dir").flatten() {
+        let m = manifest::load(&entry.path()).unwrap_or_else(|e| panic!("{e}"));
+        broken.extend(m.mutant.expect("overlay").breaks);
+    }
+    for (id, _) in check::CHECKS {
+        assert!(broken.iter().any(|b| b == id), "no mutant breaks {id}");
+    }
+}

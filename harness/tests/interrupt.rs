@@ -1,0 +1,127 @@
+//! Nothing is left running after Ctrl-C, and a SIGKILLed harness's leftovers
+//! are reaped by `chaosgate clean`. Drives the real binary.
+
+use chaosgate::stack::reaper::tagged_processes;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo(path: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
+}
+
+/// Start a run of the SIGTERM scenario and wait until its stack is healthy;
+/// returns the child, its run id, and the stderr lines read so far.
+fn start_run(state_dir: &std::path::Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chaosgate"))
+        .args(["run", "--quiet"])
+        .arg(repo("scenarios/sigterm-drain.toml"))
+        .arg("--stack")
+        .arg(repo("fixtures/stacks/reference"))
+        .arg("--out")
+        .arg(repo("target/interrupt-runs"))
+        .env("CHAOSGATE_STATE_DIR", state_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chaosgate");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // --quiet hides progress; the run id comes from the marker file instead.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "no run started");
+        let markers: Vec<_> = std::fs::read_dir(state_dir).map(|d| d.flatten().collect()).unwrap_or_default();
+        if let Some(m) = markers.first() {
+            let run_id = m.path().file_stem().expect("stem").to_string_lossy().into_owned();
+            // Wait for the whole stack (3 services) to be up.
+            if tagged_processes(Some(&run_id), None).iter().any(|p| p.service == "nginx") {
+                std::thread::sleep(Duration::from_millis(300));
+                return (child, run_id, rx);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "chaosgate did not exit within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_stack_and_says_so() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let state = tempdir("ctrlc");
+    let (mut child, run_id, lines) = start_run(&state);
+    let ports = listening_ports_of(&run_id);
+    assert!(!ports.is_empty(), "the stack should listen somewhere");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let status = wait(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
+    let said: Vec<String> = lines.try_iter().collect();
+    assert!(said.iter().any(|l| l.contains("0 process(es) and 0 listening port(s) of this run left")), "{said:#?}");
+    assert!(tagged_processes(Some(&run_id), None).is_empty(), "processes left behind");
+    for port in ports {
+        assert!(!chaosgate::observe::sockets::listening_on(port), "port {port} still listening");
+    }
+    assert!(std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0) == 0, "the run marker is removed");
+}
+
+#[test]
+fn a_killed_harness_is_reaped_by_clean() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let state = tempdir("sigkill");
+    let (mut child, run_id, _) = start_run(&state);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
+    wait(&mut child, Duration::from_secs(10));
+    let orphans = tagged_processes(Some(&run_id), None);
+    assert!(!orphans.is_empty(), "SIGKILL leaves the stack behind (that is what the marker is for)");
+    let out = Command::new(env!("CARGO_BIN_EXE_chaosgate"))
+        .arg("clean")
+        .env("CHAOSGATE_STATE_DIR", &state)
+        .output()
+        .expect("clean");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cleaned 1 run(s)"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !tagged_processes(Some(&run_id), None).is_empty() {
+        assert!(Instant::now() < deadline, "orphans survived clean: {:?}", tagged_processes(Some(&run_id), None));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn listening_ports_of(run_id: &str) -> Vec<u16> {
+    let pids: Vec<u32> = tagged_processes(Some(run_id), None).iter().map(|p| p.pid).collect();
+    let inodes: std::collections::HashSet<u64> = pids.iter().flat_map(|p| chaosgate::observe::sockets::socket_inodes(*p)).collect();
+    chaosgate::observe::sockets::all_tcp()
+        .into_iter()
+        .filter(|e| e.state == chaosgate::observe::sockets::TCP_LISTEN && inodes.contains(&e.inode))
+        .map(|e| e.local.port())
+        .collect()
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let dir = repo("target/interrupt-state").join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("state dir");
+    dir
+}
