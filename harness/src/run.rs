@@ -151,6 +151,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
         harness_started: reaper::start_time(me).unwrap_or(0),
         run_dir: run_dir.clone(),
         kept: false,
+        processes: Vec::new(),
     };
     reaper::write_marker(&marker).map_err(|source| RunError::Io { path: reaper::markers_dir(), source })?;
     interrupt::set_current_run(Some(&run_id));
@@ -168,7 +169,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
         results.push(result);
     }
     if kept {
-        reaper::write_marker(&RunMarker { kept: true, ..marker }).map_err(|source| RunError::Io { path: reaper::markers_dir(), source })?;
+        reaper::mark_kept(&run_id).map_err(|source| RunError::Io { path: reaper::markers_dir(), source })?;
     } else {
         reaper::remove_marker(&run_id);
     }

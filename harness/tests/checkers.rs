@@ -11,8 +11,8 @@
 use chaosgate::check::verdict::{Outcome, Verdict};
 use chaosgate::check::{CHECKS, CheckInput, judge};
 use chaosgate::history::{
-    CleanupObservation, ExitInfo, FaultDetail, FaultRecord, History, Micros, ProbeKind, ProbeSample, RequestRecord,
-    ServiceEvent, ServiceEventKind, TransportError,
+    CleanupObservation, ExitInfo, FaultDetail, FaultRecord, History, Micros, ProbeKind,
+    ProbeSample, RequestRecord, ServiceEvent, ServiceEventKind, TransportError,
 };
 use chaosgate::scenario::Settings;
 use rstest::rstest;
@@ -67,7 +67,11 @@ fn check_with(id: &str, h: &History, settings: &Settings) -> Verdict {
 /// The outcome is `outcome` and `measured` says each of `needles`.
 #[track_caller]
 fn expect(v: &Verdict, outcome: Outcome, needles: &[&str]) {
-    assert_eq!(v.outcome, outcome, "{}: wrong outcome: {v:#?}", v.requirement);
+    assert_eq!(
+        v.outcome, outcome,
+        "{}: wrong outcome: {v:#?}",
+        v.requirement
+    );
     for needle in needles {
         assert!(
             v.measured.contains(needle),
@@ -185,7 +189,15 @@ fn clean() -> CleanupObservation {
     }
 }
 
-fn signal_fault(service: &str, signal: &str, at_ms: u64, exit: Option<ExitInfo>, exit_after_ms: u64, killed: bool, cleanup: Option<CleanupObservation>) -> FaultRecord {
+fn signal_fault(
+    service: &str,
+    signal: &str,
+    at_ms: u64,
+    exit: Option<ExitInfo>,
+    exit_after_ms: u64,
+    killed: bool,
+    cleanup: Option<CleanupObservation>,
+) -> FaultRecord {
     FaultRecord {
         index: 0,
         label: format!("{signal} to {service}"),
@@ -207,7 +219,13 @@ fn signal_fault(service: &str, signal: &str, at_ms: u64, exit: Option<ExitInfo>,
     }
 }
 
-fn sigterm_fault(at_ms: u64, exit: Option<ExitInfo>, exit_after_ms: u64, killed: bool, cleanup: Option<CleanupObservation>) -> FaultRecord {
+fn sigterm_fault(
+    at_ms: u64,
+    exit: Option<ExitInfo>,
+    exit_after_ms: u64,
+    killed: bool,
+    cleanup: Option<CleanupObservation>,
+) -> FaultRecord {
     signal_fault(APP, "SIGTERM", at_ms, exit, exit_after_ms, killed, cleanup)
 }
 
@@ -222,7 +240,12 @@ fn not_landed(mut f: FaultRecord) -> FaultRecord {
     f
 }
 
-fn outage_fault(service: &str, down_ms: u64, restarted_ms: Option<u64>, ready_ms: Option<u64>) -> FaultRecord {
+fn outage_fault(
+    service: &str,
+    down_ms: u64,
+    restarted_ms: Option<u64>,
+    ready_ms: Option<u64>,
+) -> FaultRecord {
     FaultRecord {
         index: 0,
         label: format!("outage of {service}"),
@@ -252,7 +275,10 @@ fn every_check_is_inconclusive_on_an_empty_history() {
     let h = history(vec![]);
     for (id, _) in CHECKS {
         let v = check(id, &h);
-        assert_eq!(v.outcome, Inconclusive, "{id} judged an empty history: {v:#?}");
+        assert_eq!(
+            v.outcome, Inconclusive,
+            "{id} judged an empty history: {v:#?}"
+        );
     }
 }
 
@@ -300,9 +326,13 @@ fn judge_turns_a_crashing_checker_into_inconclusive() {
 
 #[test]
 fn merge_keeps_the_worse_outcome_and_both_evidences() {
-    let pass = Verdict::new("GS-DRAIN", Pass, "12 of 12 completed", "all").with_evidence("first run");
+    let pass =
+        Verdict::new("GS-DRAIN", Pass, "12 of 12 completed", "all").with_evidence("first run");
     let fail = Verdict::new("GS-DRAIN", Fail, "3 of 12 failed", "all").with_evidence("second run");
-    for merged in [pass.clone().merge(fail.clone()), fail.clone().merge(pass.clone())] {
+    for merged in [
+        pass.clone().merge(fail.clone()),
+        fail.clone().merge(pass.clone()),
+    ] {
         assert_eq!(merged.outcome, Fail);
         assert_eq!(merged.measured, "3 of 12 failed");
         expect_evidence(&merged, "first run");
@@ -310,12 +340,18 @@ fn merge_keeps_the_worse_outcome_and_both_evidences() {
         expect_evidence(&merged, "also: pass: 12 of 12 completed");
     }
     let inconclusive = Verdict::new("GS-DRAIN", Inconclusive, "too few", "all");
-    assert_eq!(pass.clone().merge(inconclusive.clone()).outcome, Inconclusive);
+    assert_eq!(
+        pass.clone().merge(inconclusive.clone()).outcome,
+        Inconclusive
+    );
     assert_eq!(inconclusive.merge(fail).outcome, Fail);
     let skipped = Verdict::new("GS-DRAIN", Outcome::Skipped, "deselected", "all");
     let merged = skipped.merge(pass);
     assert_eq!(merged.outcome, Pass);
-    assert!(!merged.evidence.iter().any(|e| e.contains("skipped")), "{merged:#?}");
+    assert!(
+        !merged.evidence.iter().any(|e| e.contains("skipped")),
+        "{merged:#?}"
+    );
 }
 
 // ---- HC-READY --------------------------------------------------------------
@@ -330,7 +366,11 @@ fn ready_after_sigterm(samples: Vec<ProbeSample>) -> History {
     });
     h.probes = samples;
     // The entry's probes are not the app's: always 2xx, never judged.
-    h.probes.extend((9_000..12_000).step_by(100).map(|t| probe_of("nginx", t, ProbeKind::Ready, 200)));
+    h.probes.extend(
+        (9_000..12_000)
+            .step_by(100)
+            .map(|t| probe_of("nginx", t, ProbeKind::Ready, 200)),
+    );
     h.probes.sort_by_key(|p| p.at);
     h
 }
@@ -351,7 +391,10 @@ fn ready_until(down_from_ms: u64) -> Vec<ProbeSample> {
 #[case::falls_at_once(T0, "not ready +0 ms after SIGTERM (503)")]
 #[case::falls_after_300_ms(T0 + 300, "not ready +300 ms after SIGTERM (503)")]
 #[case::falls_at_the_limit(T0 + 500, "not ready +500 ms after SIGTERM (503)")]
-fn hc_ready_passes_when_readiness_falls_within_the_limit(#[case] down_from: u64, #[case] needle: &str) {
+fn hc_ready_passes_when_readiness_falls_within_the_limit(
+    #[case] down_from: u64,
+    #[case] needle: &str,
+) {
     let v = check("HC-READY", &ready_after_sigterm(ready_until(down_from)));
     expect(&v, Pass, &[needle]);
 }
@@ -359,15 +402,32 @@ fn hc_ready_passes_when_readiness_falls_within_the_limit(#[case] down_from: u64,
 #[test]
 fn hc_ready_fails_when_readiness_stays_2xx_past_the_limit() {
     let v = check("HC-READY", &ready_after_sigterm(ready_until(T0 + 1_000)));
-    expect(&v, Fail, &["readiness still 2xx +900 ms after SIGTERM", "first not-ready answer at +1000 ms"]);
-    expect_evidence(&v, "4 of them answered 2xx later than 500 ms after the signal");
+    expect(
+        &v,
+        Fail,
+        &[
+            "readiness still 2xx +900 ms after SIGTERM",
+            "first not-ready answer at +1000 ms",
+        ],
+    );
+    expect_evidence(
+        &v,
+        "4 of them answered 2xx later than 500 ms after the signal",
+    );
 }
 
 #[test]
 fn hc_ready_fails_when_readiness_never_falls() {
     let p = probes(ProbeKind::Ready, 9_000, T0 + 800, 200);
     let v = check("HC-READY", &ready_after_sigterm(p));
-    expect(&v, Fail, &["ready answered 2xx to all 8 probes after SIGTERM", "the last at +700 ms"]);
+    expect(
+        &v,
+        Fail,
+        &[
+            "ready answered 2xx to all 8 probes after SIGTERM",
+            "the last at +700 ms",
+        ],
+    );
 }
 
 #[test]
@@ -376,13 +436,27 @@ fn hc_ready_fails_when_readiness_comes_back_before_the_restart() {
     p.extend(probes(ProbeKind::Ready, T0 + 100, T0 + 600, 503));
     p.extend(probes(ProbeKind::Ready, T0 + 600, T0 + 900, 200));
     let v = check("HC-READY", &ready_after_sigterm(p));
-    expect(&v, Fail, &["readiness still 2xx +800 ms after SIGTERM", "first not-ready answer at +100 ms"]);
+    expect(
+        &v,
+        Fail,
+        &[
+            "readiness still 2xx +800 ms after SIGTERM",
+            "first not-ready answer at +100 ms",
+        ],
+    );
 }
 
 #[test]
 fn hc_ready_is_inconclusive_without_probes_after_sigterm() {
-    let v = check("HC-READY", &ready_after_sigterm(probes(ProbeKind::Ready, 9_000, T0, 200)));
-    expect(&v, Inconclusive, &["no readiness probe was answered or refused between SIGTERM and the restart"]);
+    let v = check(
+        "HC-READY",
+        &ready_after_sigterm(probes(ProbeKind::Ready, 9_000, T0, 200)),
+    );
+    expect(
+        &v,
+        Inconclusive,
+        &["no readiness probe was answered or refused between SIGTERM and the restart"],
+    );
 }
 
 /// Readiness around a Redis outage: down from T0, restarted at UP, ready at BACK.
@@ -402,7 +476,10 @@ fn ready_probes(down_ms: u64, up_ms: u64) -> Vec<ProbeSample> {
 
 #[test]
 fn hc_ready_passes_when_readiness_follows_the_dependency() {
-    let v = check("HC-READY", &ready_during_outage(redis_outage(), ready_probes(T0 + 300, BACK + 300)));
+    let v = check(
+        "HC-READY",
+        &ready_during_outage(redis_outage(), ready_probes(T0 + 300, BACK + 300)),
+    );
     expect(
         &v,
         Pass,
@@ -417,31 +494,55 @@ fn hc_ready_passes_when_readiness_follows_the_dependency() {
 #[test]
 fn hc_ready_fails_on_a_2xx_sample_during_the_outage() {
     let mut p = ready_probes(T0 + 300, BACK + 300);
-    let at = p.iter().position(|s| s.at == ms(13_000)).expect("a probe at 13 s");
+    let at = p
+        .iter()
+        .position(|s| s.at == ms(13_000))
+        .expect("a probe at 13 s");
     p[at].status = 200;
     let v = check("HC-READY", &ready_during_outage(redis_outage(), p));
-    expect(&v, Fail, &["ready answered 2xx to 1 of 20 probes while redis was down"]);
+    expect(
+        &v,
+        Fail,
+        &["ready answered 2xx to 1 of 20 probes while redis was down"],
+    );
     expect_evidence(&v, "first 2xx while down at +3000 ms");
 }
 
 #[test]
 fn hc_ready_tolerates_2xx_within_the_detection_allowance() {
     // Default allowance: 2 s after the dependency went down.
-    let v = check("HC-READY", &ready_during_outage(redis_outage(), ready_probes(T0 + 1_900, BACK + 300)));
+    let v = check(
+        "HC-READY",
+        &ready_during_outage(redis_outage(), ready_probes(T0 + 1_900, BACK + 300)),
+    );
     expect(&v, Pass, &["not ready +1900 ms after redis went down"]);
 }
 
 #[test]
 fn hc_ready_fails_when_readiness_never_returns() {
-    let v = check("HC-READY", &ready_during_outage(redis_outage(), ready_probes(T0 + 300, 30_000)));
-    expect(&v, Fail, &["readiness never came back after redis returned"]);
+    let v = check(
+        "HC-READY",
+        &ready_during_outage(redis_outage(), ready_probes(T0 + 300, 30_000)),
+    );
+    expect(
+        &v,
+        Fail,
+        &["readiness never came back after redis returned"],
+    );
 }
 
 #[test]
 fn hc_ready_fails_when_readiness_returns_too_late() {
     // Default: ready again within 5 s of the dependency's return.
-    let v = check("HC-READY", &ready_during_outage(redis_outage(), ready_probes(T0 + 300, BACK + 5_800)));
-    expect(&v, Fail, &["ready again only +5800 ms after redis returned"]);
+    let v = check(
+        "HC-READY",
+        &ready_during_outage(redis_outage(), ready_probes(T0 + 300, BACK + 5_800)),
+    );
+    expect(
+        &v,
+        Fail,
+        &["ready again only +5800 ms after redis returned"],
+    );
 }
 
 #[test]
@@ -451,13 +552,20 @@ fn hc_ready_is_inconclusive_with_too_few_probes_during_the_outage() {
         .filter(|s| s.at < ms(12_000) || s.at >= ms(13_800))
         .collect();
     let v = check("HC-READY", &ready_during_outage(redis_outage(), p));
-    expect(&v, Inconclusive, &["only 2 readiness probes during the redis outage (need 3)"]);
+    expect(
+        &v,
+        Inconclusive,
+        &["only 2 readiness probes during the redis outage (need 3)"],
+    );
 }
 
 #[test]
 fn hc_ready_is_inconclusive_when_the_dependency_never_came_back() {
     let f = outage_fault(REDIS, T0, Some(UP), None);
-    let v = check("HC-READY", &ready_during_outage(f, ready_probes(T0 + 300, 30_000)));
+    let v = check(
+        "HC-READY",
+        &ready_during_outage(f, ready_probes(T0 + 300, 30_000)),
+    );
     expect(&v, Inconclusive, &["redis never came back"]);
 }
 
@@ -465,11 +573,17 @@ fn hc_ready_is_inconclusive_when_the_dependency_never_came_back() {
 fn hc_ready_judges_every_fault_and_the_worst_wins() {
     let mut h = ready_after_sigterm(ready_until(T0 + 300));
     // A later Redis outage during which readiness stays 2xx.
-    h.faults.push(outage_fault(REDIS, 30_000, Some(34_000), Some(34_200)));
-    h.probes.extend(probes(ProbeKind::Ready, 30_000, 40_000, 200));
+    h.faults
+        .push(outage_fault(REDIS, 30_000, Some(34_000), Some(34_200)));
+    h.probes
+        .extend(probes(ProbeKind::Ready, 30_000, 40_000, 200));
     h.probes.sort_by_key(|p| p.at);
     let v = check("HC-READY", &h);
-    expect(&v, Fail, &["ready answered 2xx to 20 of 20 probes while redis was down"]);
+    expect(
+        &v,
+        Fail,
+        &["ready answered 2xx to 20 of 20 probes while redis was down"],
+    );
     expect_evidence(&v, "also: pass: not ready +300 ms after SIGTERM");
 }
 
@@ -477,14 +591,30 @@ fn hc_ready_judges_every_fault_and_the_worst_wins() {
 
 #[test]
 fn hc_live_passes_when_liveness_holds_through_the_outage() {
-    let v = check("HC-LIVE", &ready_during_outage(redis_outage(), probes(ProbeKind::Live, 9_000, 20_000, 200)));
-    expect(&v, Pass, &["40 of 40 liveness probes 2xx while redis was down"]);
+    let v = check(
+        "HC-LIVE",
+        &ready_during_outage(redis_outage(), probes(ProbeKind::Live, 9_000, 20_000, 200)),
+    );
+    expect(
+        &v,
+        Pass,
+        &["40 of 40 liveness probes 2xx while redis was down"],
+    );
 }
 
 #[rstest]
-#[case::answers_503(503, "35 of 40 liveness probes failed while redis was down (first: 503 at +500 ms)")]
-#[case::refused(0, "35 of 40 liveness probes failed while redis was down (first: refused at +500 ms)")]
-fn hc_live_fails_when_liveness_depends_on_the_dependency(#[case] status: u16, #[case] needle: &str) {
+#[case::answers_503(
+    503,
+    "35 of 40 liveness probes failed while redis was down (first: 503 at +500 ms)"
+)]
+#[case::refused(
+    0,
+    "35 of 40 liveness probes failed while redis was down (first: refused at +500 ms)"
+)]
+fn hc_live_fails_when_liveness_depends_on_the_dependency(
+    #[case] status: u16,
+    #[case] needle: &str,
+) {
     let mut p = probes(ProbeKind::Live, 9_000, T0 + 500, 200);
     p.extend(probes(ProbeKind::Live, T0 + 500, UP, status));
     p.extend(probes(ProbeKind::Live, UP, 20_000, 200));
@@ -494,9 +624,16 @@ fn hc_live_fails_when_liveness_depends_on_the_dependency(#[case] status: u16, #[
 
 #[test]
 fn hc_live_is_inconclusive_with_too_few_probes() {
-    let p = vec![probe(T0 + 100, ProbeKind::Live, 200), probe(T0 + 3_000, ProbeKind::Live, 200)];
+    let p = vec![
+        probe(T0 + 100, ProbeKind::Live, 200),
+        probe(T0 + 3_000, ProbeKind::Live, 200),
+    ];
     let v = check("HC-LIVE", &ready_during_outage(redis_outage(), p));
-    expect(&v, Inconclusive, &["only 2 liveness probes during the outage (need 3)"]);
+    expect(
+        &v,
+        Inconclusive,
+        &["only 2 liveness probes during the outage (need 3)"],
+    );
 }
 
 // ---- HC-AGG ----------------------------------------------------------------
@@ -513,12 +650,20 @@ fn agg_history(before: (u16, &str), during: (u16, &str)) -> History {
 fn hc_agg_passes_when_health_names_the_failed_dependency() {
     let mut h = agg_history((200, UP_BODY), (503, DOWN_BODY));
     // A refused probe while down is not 2xx, and has no body to judge.
-    let at = h.probes.iter().position(|s| s.at == ms(13_000)).expect("a probe at 13 s");
+    let at = h
+        .probes
+        .iter()
+        .position(|s| s.at == ms(13_000))
+        .expect("a probe at 13 s");
     h.probes[at].status = 0;
     h.probes[at].error = TE::Refused;
     h.probes[at].body = None;
     let v = check("HC-AGG", &h);
-    expect(&v, Pass, &["2xx before the outage; 20 of 20 probes non-2xx naming redis while it was down"]);
+    expect(
+        &v,
+        Pass,
+        &["2xx before the outage; 20 of 20 probes non-2xx naming redis while it was down"],
+    );
     expect_evidence(&v, DOWN_BODY);
 }
 
@@ -531,9 +676,17 @@ fn hc_agg_accepts_the_dependency_named_by_its_role() {
     let mut inp = input(&h, &settings);
     inp.dependency_services = vec!["cache".into()];
     // Without its role, "cache" is named nowhere in the body.
-    expect(&judge("HC-AGG", &inp), Fail, &["before the outage /health answered 200"]);
+    expect(
+        &judge("HC-AGG", &inp),
+        Fail,
+        &["before the outage /health answered 200"],
+    );
     inp.roles.insert("cache".into(), "redis".into());
-    expect(&judge("HC-AGG", &inp), Pass, &["non-2xx naming cache while it was down"]);
+    expect(
+        &judge("HC-AGG", &inp),
+        Pass,
+        &["non-2xx naming cache while it was down"],
+    );
 }
 
 const NO_REDIS_BODY: &str = r#"{"status":"unavailable","components":{"cache":"down"}}"#;
@@ -554,7 +707,11 @@ fn hc_agg_is_inconclusive_without_a_sample_before_the_outage() {
     let mut h = agg_history((200, UP_BODY), (503, DOWN_BODY));
     h.probes.retain(|p| p.at >= ms(T0));
     let v = check("HC-AGG", &h);
-    expect(&v, Inconclusive, &["0 aggregate probes before and 20 during the outage (need 1 and 3)"]);
+    expect(
+        &v,
+        Inconclusive,
+        &["0 aggregate probes before and 20 during the outage (need 1 and 3)"],
+    );
 }
 
 #[test]
@@ -562,7 +719,11 @@ fn hc_agg_is_inconclusive_with_too_few_samples_during_the_outage() {
     let mut h = agg_history((200, UP_BODY), (503, DOWN_BODY));
     h.probes.retain(|p| p.at < ms(12_000) || p.at >= ms(13_800));
     let v = check("HC-AGG", &h);
-    expect(&v, Inconclusive, &["during the outage (need 1 and 3)", "and 2 during"]);
+    expect(
+        &v,
+        Inconclusive,
+        &["during the outage (need 1 and 3)", "and 2 during"],
+    );
 }
 
 // ---- health checks without a relevant fault --------------------------------
@@ -587,28 +748,67 @@ fn health_checks_without_a_landed_outage_are_inconclusive(
 // ---- GS-SIGTERM ------------------------------------------------------------
 
 #[rstest]
-#[case::status_0(code(0), false, Pass, "exited by itself 800 ms after SIGTERM with status 0")]
-#[case::status_143(code(143), false, Pass, "exited by itself 800 ms after SIGTERM with death by SIGTERM (143), counted clean")]
+#[case::status_0(
+    code(0),
+    false,
+    Pass,
+    "exited by itself 800 ms after SIGTERM with status 0"
+)]
+#[case::status_143(
+    code(143),
+    false,
+    Pass,
+    "exited by itself 800 ms after SIGTERM with death by SIGTERM (143), counted clean"
+)]
 #[case::death_by_signal_15(killed_by(15), false, Pass, "death by SIGTERM (143), counted clean")]
 #[case::status_1(code(1), false, Fail, "exited 800 ms after SIGTERM with exit status 1")]
-#[case::death_by_sigkill(killed_by(9), false, Fail, "exited 800 ms after SIGTERM with killed by signal 9 (SIGKILL)")]
-#[case::killed_after_grace(killed_by(9), true, Fail, "still running 5000 ms after SIGTERM; killed with SIGKILL")]
+#[case::death_by_sigkill(
+    killed_by(9),
+    false,
+    Fail,
+    "exited 800 ms after SIGTERM with killed by signal 9 (SIGKILL)"
+)]
+#[case::killed_after_grace(
+    killed_by(9),
+    true,
+    Fail,
+    "still running 5000 ms after SIGTERM; killed with SIGKILL"
+)]
 #[case::exit_not_observed(None, false, Inconclusive, "the exit after SIGTERM was not observed")]
-fn gs_sigterm(#[case] exit: Option<ExitInfo>, #[case] killed: bool, #[case] outcome: Outcome, #[case] needle: &str) {
+fn gs_sigterm(
+    #[case] exit: Option<ExitInfo>,
+    #[case] killed: bool,
+    #[case] outcome: Outcome,
+    #[case] needle: &str,
+) {
     let h = history(vec![sigterm_fault(T0, exit, 800, killed, Some(clean()))]);
     let v = check("GS-SIGTERM", &h);
     expect(&v, outcome, &[needle]);
     if outcome != Inconclusive {
-        assert!(v.expected.contains("within the 5.0 s grace period"), "{}", v.expected);
+        assert!(
+            v.expected.contains("within the 5.0 s grace period"),
+            "{}",
+            v.expected
+        );
     }
 }
 
 #[test]
 fn gs_sigterm_judges_every_sigterm_and_the_worst_wins() {
-    let h = history(vec![sigterm(), sigterm_fault(30_000, code(1), 300, false, Some(clean()))]);
+    let h = history(vec![
+        sigterm(),
+        sigterm_fault(30_000, code(1), 300, false, Some(clean())),
+    ]);
     let v = check("GS-SIGTERM", &h);
-    expect(&v, Fail, &["exited 300 ms after SIGTERM with exit status 1"]);
-    expect_evidence(&v, "also: pass: exited by itself 800 ms after SIGTERM with status 0");
+    expect(
+        &v,
+        Fail,
+        &["exited 300 ms after SIGTERM with exit status 1"],
+    );
+    expect_evidence(
+        &v,
+        "also: pass: exited by itself 800 ms after SIGTERM with status 0",
+    );
 }
 
 // ---- shutdown checks without a landed SIGTERM ------------------------------
@@ -644,10 +844,26 @@ fn drain_history(requests: Vec<RequestRecord>) -> History {
 }
 
 #[rstest]
-#[case::one_short_of_the_minimum(7, Inconclusive, "only 7 requests were in flight at SIGTERM (need 8); all 7 completed with 2xx")]
-#[case::exactly_the_minimum(8, Pass, "SIGTERM with 8 requests in flight: 8 of 8 completed with 2xx")]
-#[case::twelve(12, Pass, "12 of 12 completed with 2xx (the last +1000 ms after the signal)")]
-fn gs_drain_counts_successful_requests_in_flight(#[case] n: usize, #[case] outcome: Outcome, #[case] needle: &str) {
+#[case::one_short_of_the_minimum(
+    7,
+    Inconclusive,
+    "only 7 requests were in flight at SIGTERM (need 8); all 7 completed with 2xx"
+)]
+#[case::exactly_the_minimum(
+    8,
+    Pass,
+    "SIGTERM with 8 requests in flight: 8 of 8 completed with 2xx"
+)]
+#[case::twelve(
+    12,
+    Pass,
+    "12 of 12 completed with 2xx (the last +1000 ms after the signal)"
+)]
+fn gs_drain_counts_successful_requests_in_flight(
+    #[case] n: usize,
+    #[case] outcome: Outcome,
+    #[case] needle: &str,
+) {
     let v = check("GS-DRAIN", &drain_history(in_flight(n, 200, TE::None)));
     expect(&v, outcome, &[needle]);
 }
@@ -658,10 +874,29 @@ fn gs_drain_one_short_of_the_minimum_is_never_a_pass(#[values(1, 2, 3, 8, 20)] m
         drain_min_in_flight: min,
         ..Settings::default()
     };
-    let short = check_with("GS-DRAIN", &drain_history(in_flight(min as usize - 1, 200, TE::None)), &settings);
-    expect(&short, Inconclusive, &[&format!("only {} requests were in flight at SIGTERM (need {min})", min - 1)]);
-    let enough = check_with("GS-DRAIN", &drain_history(in_flight(min as usize, 200, TE::None)), &settings);
-    expect(&enough, Pass, &[&format!("{min} of {min} completed with 2xx")]);
+    let short = check_with(
+        "GS-DRAIN",
+        &drain_history(in_flight(min as usize - 1, 200, TE::None)),
+        &settings,
+    );
+    expect(
+        &short,
+        Inconclusive,
+        &[&format!(
+            "only {} requests were in flight at SIGTERM (need {min})",
+            min - 1
+        )],
+    );
+    let enough = check_with(
+        "GS-DRAIN",
+        &drain_history(in_flight(min as usize, 200, TE::None)),
+        &settings,
+    );
+    expect(
+        &enough,
+        Pass,
+        &[&format!("{min} of {min} completed with 2xx")],
+    );
 }
 
 #[rstest]
@@ -672,7 +907,10 @@ fn gs_drain_one_short_of_the_minimum_is_never_a_pass(#[values(1, 2, 3, 8, 20)] m
 )]
 #[case::redirect_is_not_a_full_response(vec![(7, 200, TE::None), (1, 302, TE::None)], "1 of 8 failed (1 × 302)")]
 #[case::too_few_but_one_failed(vec![(1, 200, TE::None), (1, 0, TE::Refused)], "1 of 2 failed (1 × refused)")]
-fn gs_drain_fails_on_any_failed_request_in_flight(#[case] groups: Vec<(usize, u16, TransportError)>, #[case] needle: &str) {
+fn gs_drain_fails_on_any_failed_request_in_flight(
+    #[case] groups: Vec<(usize, u16, TransportError)>,
+    #[case] needle: &str,
+) {
     let requests = groups
         .into_iter()
         .flat_map(|(n, status, error)| in_flight(n, status, error))
@@ -688,14 +926,27 @@ fn gs_drain_leaves_out_requests_started_within_the_margin_and_says_how_many() {
     requests.extend((0..3).map(|i| req(T0 - 50 + i, T0 + 5, 0, TE::Reset)));
     let v = check("GS-DRAIN", &drain_history(requests));
     expect(&v, Pass, &["8 of 8 completed with 2xx"]);
-    expect_evidence(&v, "3 more started within 100 ms of the signal were left out");
-    assert!(v.reading.as_deref().unwrap_or("").contains("at least 100 ms before the signal"), "{:?}", v.reading);
+    expect_evidence(
+        &v,
+        "3 more started within 100 ms of the signal were left out",
+    );
+    assert!(
+        v.reading
+            .as_deref()
+            .unwrap_or("")
+            .contains("at least 100 ms before the signal"),
+        "{:?}",
+        v.reading
+    );
 }
 
 #[test]
 fn gs_drain_leaving_out_the_margin_can_leave_too_few() {
     let mut requests = in_flight(7, 200, TE::None);
-    requests.extend([req(T0 - 20, T0 + 900, 200, TE::None), req(T0 - 10, T0 + 900, 200, TE::None)]);
+    requests.extend([
+        req(T0 - 20, T0 + 900, 200, TE::None),
+        req(T0 - 10, T0 + 900, 200, TE::None),
+    ]);
     let v = check("GS-DRAIN", &drain_history(requests));
     expect(&v, Inconclusive, &["only 7 requests were in flight"]);
     expect_evidence(&v, "2 more started within 100 ms");
@@ -715,8 +966,15 @@ fn gs_drain_in_flight_boundaries() {
         req(T0 + 1, T0 + 20, 0, TE::Reset),
     ]);
     let v = check("GS-DRAIN", &drain_history(requests));
-    expect(&v, Fail, &["SIGTERM with 9 requests in flight: 1 of 9 failed (1 × reset)"]);
-    expect_evidence(&v, "1 more started within 100 ms of the signal were left out");
+    expect(
+        &v,
+        Fail,
+        &["SIGTERM with 9 requests in flight: 1 of 9 failed (1 × reset)"],
+    );
+    expect_evidence(
+        &v,
+        "1 more started within 100 ms of the signal were left out",
+    );
     expect_evidence(&v, "GET /api/slow started -100 ms ended +500 ms: reset");
 }
 
@@ -754,16 +1012,26 @@ fn gs_drain_in_flight_boundaries() {
 )]
 #[case::redis_not_checked(|c: &mut CleanupObservation| c.redis_checked = false, Inconclusive, "Redis's client list could not be read")]
 #[case::no_connection_before(|c: &mut CleanupObservation| c.redis_clients_before.clear(), Inconclusive, "held no Redis connection before the signal")]
-fn gs_cleanup(#[case] change: fn(&mut CleanupObservation), #[case] outcome: Outcome, #[case] needle: &str) {
+fn gs_cleanup(
+    #[case] change: fn(&mut CleanupObservation),
+    #[case] outcome: Outcome,
+    #[case] needle: &str,
+) {
     let mut c = clean();
     change(&mut c);
-    let v = check("GS-CLEANUP", &history(vec![sigterm_fault(T0, code(0), 800, false, Some(c))]));
+    let v = check(
+        "GS-CLEANUP",
+        &history(vec![sigterm_fault(T0, code(0), 800, false, Some(c))]),
+    );
     expect(&v, outcome, &[needle]);
 }
 
 #[test]
 fn gs_cleanup_is_inconclusive_when_nothing_was_observed_after_the_exit() {
-    let v = check("GS-CLEANUP", &history(vec![sigterm_fault(T0, code(0), 800, false, None)]));
+    let v = check(
+        "GS-CLEANUP",
+        &history(vec![sigterm_fault(T0, code(0), 800, false, None)]),
+    );
     expect(&v, Inconclusive, &[]);
 }
 
@@ -811,7 +1079,13 @@ fn cf_env_inconclusive(#[case] faults: Vec<FaultRecord>, #[case] needle: &str) {
 // ---- CF-VALIDATE -----------------------------------------------------------
 
 /// A start of the app with APP_PORT missing (`value` None) or malformed.
-fn bad_start(value: Option<&str>, exit: Option<ExitInfo>, after_ms: Option<u64>, served: bool, names: bool) -> FaultRecord {
+fn bad_start(
+    value: Option<&str>,
+    exit: Option<ExitInfo>,
+    after_ms: Option<u64>,
+    served: bool,
+    names: bool,
+) -> FaultRecord {
     FaultRecord {
         index: 2,
         label: "app started without APP_PORT".into(),
@@ -821,7 +1095,12 @@ fn bad_start(value: Option<&str>, exit: Option<ExitInfo>, after_ms: Option<u64>,
         landed: true,
         proof: "started with no APP_PORT".into(),
         detail: FaultDetail::BadConfigStart {
-            defect: if value.is_some() { "malformed" } else { "missing" }.into(),
+            defect: if value.is_some() {
+                "malformed"
+            } else {
+                "missing"
+            }
+            .into(),
             variable: "APP_PORT".into(),
             value: value.map(Into::into),
             exit,
@@ -835,9 +1114,30 @@ fn bad_start(value: Option<&str>, exit: Option<ExitInfo>, after_ms: Option<u64>,
 }
 
 #[rstest]
-#[case::refused(code(1), Some(120), false, true, Pass, "1 bad configurations, each refused at startup")]
-#[case::exit_zero(code(0), Some(120), false, true, Fail, "APP_PORT missing: exited after 120 ms with exit status 0, not a non-zero status")]
-#[case::still_running(None, None, false, true, Fail, "APP_PORT missing: still running 5000 ms after start")]
+#[case::refused(
+    code(1),
+    Some(120),
+    false,
+    true,
+    Pass,
+    "1 bad configurations, each refused at startup"
+)]
+#[case::exit_zero(
+    code(0),
+    Some(120),
+    false,
+    true,
+    Fail,
+    "APP_PORT missing: exited after 120 ms with exit status 0, not a non-zero status"
+)]
+#[case::still_running(
+    None,
+    None,
+    false,
+    true,
+    Fail,
+    "APP_PORT missing: still running 5000 ms after start"
+)]
 #[case::message_does_not_name_the_variable(
     code(1),
     Some(120),
@@ -846,8 +1146,22 @@ fn bad_start(value: Option<&str>, exit: Option<ExitInfo>, after_ms: Option<u64>,
     Fail,
     "APP_PORT missing: exited after 120 ms (exit status 1) but its output does not name APP_PORT"
 )]
-#[case::served(code(1), Some(900), true, true, Fail, "APP_PORT missing: answered HTTP while misconfigured")]
-#[case::still_running_and_served(None, None, true, false, Fail, "still running 5000 ms after start, answered HTTP while misconfigured")]
+#[case::served(
+    code(1),
+    Some(900),
+    true,
+    true,
+    Fail,
+    "APP_PORT missing: answered HTTP while misconfigured"
+)]
+#[case::still_running_and_served(
+    None,
+    None,
+    true,
+    false,
+    Fail,
+    "still running 5000 ms after start, answered HTTP while misconfigured"
+)]
 fn cf_validate(
     #[case] exit: Option<ExitInfo>,
     #[case] after_ms: Option<u64>,
@@ -856,7 +1170,10 @@ fn cf_validate(
     #[case] outcome: Outcome,
     #[case] needle: &str,
 ) {
-    let v = check("CF-VALIDATE", &history(vec![bad_start(None, exit, after_ms, served, names)]));
+    let v = check(
+        "CF-VALIDATE",
+        &history(vec![bad_start(None, exit, after_ms, served, names)]),
+    );
     expect(&v, outcome, &[needle]);
     if outcome == Fail {
         expect_evidence(&v, "  output: listening on 127.0.0.1:38080");
@@ -870,8 +1187,15 @@ fn cf_validate_fails_if_any_bad_configuration_is_accepted() {
         bad_start(Some("not-a-port"), code(0), Some(80), false, true),
     ]);
     let v = check("CF-VALIDATE", &h);
-    expect(&v, Fail, &[r#"APP_PORT="not-a-port": exited after 80 ms with exit status 0"#]);
-    expect_evidence(&v, "APP_PORT missing: exited after 120 ms (exit status 1), naming it");
+    expect(
+        &v,
+        Fail,
+        &[r#"APP_PORT="not-a-port": exited after 80 ms with exit status 0"#],
+    );
+    expect_evidence(
+        &v,
+        "APP_PORT missing: exited after 120 ms (exit status 1), naming it",
+    );
 }
 
 #[test]
@@ -880,14 +1204,22 @@ fn cf_validate_passes_when_every_bad_configuration_is_refused() {
         bad_start(None, code(1), Some(120), false, true),
         bad_start(Some("not-a-port"), code(2), Some(80), false, true),
     ]);
-    expect(&check("CF-VALIDATE", &h), Pass, &["2 bad configurations, each refused at startup"]);
+    expect(
+        &check("CF-VALIDATE", &h),
+        Pass,
+        &["2 bad configurations, each refused at startup"],
+    );
 }
 
 #[rstest]
 #[case::no_fault(vec![], "no bad-config fault in this scenario")]
 #[case::not_landed(vec![not_landed(bad_start(None, None, None, false, false))], "a bad-config start did not happen")]
 fn cf_validate_inconclusive(#[case] faults: Vec<FaultRecord>, #[case] needle: &str) {
-    expect(&check("CF-VALIDATE", &history(faults)), Inconclusive, &[needle]);
+    expect(
+        &check("CF-VALIDATE", &history(faults)),
+        Inconclusive,
+        &[needle],
+    );
 }
 
 /// A failed bad-config start must not be hidden by a later one that did not land.
@@ -898,7 +1230,11 @@ fn cf_validate_a_fault_that_did_not_land_does_not_hide_a_failure() {
         bad_start(None, code(0), Some(120), false, true),
         not_landed(bad_start(Some("not-a-port"), None, None, false, false)),
     ]);
-    expect(&check("CF-VALIDATE", &h), Fail, &["APP_PORT missing: exited after 120 ms with exit status 0"]);
+    expect(
+        &check("CF-VALIDATE", &h),
+        Fail,
+        &["APP_PORT missing: exited after 120 ms with exit status 0"],
+    );
 }
 
 // ---- CF-HOT ----------------------------------------------------------------
@@ -942,17 +1278,26 @@ fn reset_at(h: &mut History, starts_ms: &[u64]) {
 
 #[test]
 fn cf_hot_passes_when_the_value_takes_effect_in_the_same_process() {
-    let v = check("CF-HOT", &reload_history(vec![reload(Some(4242), Some(300))]));
+    let v = check(
+        "CF-HOT",
+        &reload_history(vec![reload(Some(4242), Some(300))]),
+    );
     expect(
         &v,
         Pass,
-        &[r#"banner="hi-42" in effect +300 ms after HUP, PID 4242 unchanged"#, "requests meanwhile, none failed"],
+        &[
+            r#"banner="hi-42" in effect +300 ms after HUP, PID 4242 unchanged"#,
+            "requests meanwhile, none failed",
+        ],
     );
 }
 
 #[test]
 fn cf_hot_fails_when_the_pid_changes() {
-    let v = check("CF-HOT", &reload_history(vec![reload(Some(4343), Some(300))]));
+    let v = check(
+        "CF-HOT",
+        &reload_history(vec![reload(Some(4343), Some(300))]),
+    );
     expect(&v, Fail, &["PID changed from 4242 to", "4343"]);
 }
 
@@ -973,9 +1318,18 @@ fn cf_hot_ignores_failed_requests_outside_the_reload() {
 }
 
 #[rstest]
-#[case::still_running(Some(4242), r#"banner="hi-42" not in effect 3000 ms after HUP (PID 4242 still running)"#)]
-#[case::gone(None, r#"banner="hi-42" not in effect 3000 ms after HUP (PID 4242 gone)"#)]
-fn cf_hot_fails_when_the_value_is_never_observed(#[case] pid_after: Option<u32>, #[case] needle: &str) {
+#[case::still_running(
+    Some(4242),
+    r#"banner="hi-42" not in effect 3000 ms after HUP (PID 4242 still running)"#
+)]
+#[case::gone(
+    None,
+    r#"banner="hi-42" not in effect 3000 ms after HUP (PID 4242 gone)"#
+)]
+fn cf_hot_fails_when_the_value_is_never_observed(
+    #[case] pid_after: Option<u32>,
+    #[case] needle: &str,
+) {
     let v = check("CF-HOT", &reload_history(vec![reload(pid_after, None)]));
     expect(&v, Fail, &[needle]);
 }
@@ -984,7 +1338,11 @@ fn cf_hot_fails_when_the_value_is_never_observed(#[case] pid_after: Option<u32>,
 #[case::no_fault(vec![], "no reload-config fault in this scenario")]
 #[case::not_landed(vec![not_landed(reload(Some(4242), None))], "the reload did not happen: signal not delivered")]
 fn cf_hot_inconclusive(#[case] faults: Vec<FaultRecord>, #[case] needle: &str) {
-    expect(&check("CF-HOT", &reload_history(faults)), Inconclusive, &[needle]);
+    expect(
+        &check("CF-HOT", &reload_history(faults)),
+        Inconclusive,
+        &[needle],
+    );
 }
 
 // ---- known gaps ------------------------------------------------------------

@@ -1,18 +1,456 @@
-use chaosgate::{manifest, scenario};
-use std::path::Path;
+//! What users read when their input is wrong, and a guard that the inputs
+//! shipped with the repository are right.
+//!
+//! Every bad file under `tests/fixtures/bad/` must be rejected with
+//! `file:line:column: field `...`: message`, the message saying what was
+//! expected. The whole list of messages is snapshotted (paths relative to the
+//! crate, so the snapshot is the same on every machine).
 
-const BAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bad");
+use chaosgate::input_error::{InputError, InputErrors};
+use chaosgate::{check, manifest, requirements, scenario};
+use rstest::rstest;
+use std::path::{Path, PathBuf};
+
+const CRATE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/");
+const BAD_SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bad/scenarios");
+const BAD_MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bad/manifests");
+const SCENARIOS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+const STACKS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/stacks");
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/stacks/reference");
+
+fn bad_scenario(name: &str) -> PathBuf {
+    Path::new(BAD_SCENARIOS).join(name)
+}
+
+fn bad_manifest(name: &str) -> PathBuf {
+    Path::new(BAD_MANIFESTS).join(name).join("stack.toml")
+}
+
+fn scenario_errors(path: &Path) -> InputErrors {
+    match scenario::load(path) {
+        Ok(_) => panic!("{} was accepted", path.display()),
+        Err(e) => e,
+    }
+}
+
+fn manifest_errors(path: &Path) -> InputErrors {
+    match manifest::load(path) {
+        Ok(_) => panic!("{} was accepted", path.display()),
+        Err(e) => e,
+    }
+}
+
+/// The one error of a bad file is at `line:col`, names `field` (none when
+/// empty) and says `needle`; its Display starts with `path:line:col: `.
+#[track_caller]
+fn assert_one_error(
+    errors: &InputErrors,
+    path: &Path,
+    line: usize,
+    col: usize,
+    field: &str,
+    needle: &str,
+) {
+    let [e]: &[InputError; 1] = errors
+        .0
+        .as_slice()
+        .try_into()
+        .unwrap_or_else(|_| panic!("expected one error, got:\n{errors}"));
+    let shown = e.to_string();
+    let prefix = format!("{}:{line}:{col}: ", path.display());
+    assert!(
+        shown.starts_with(&prefix),
+        "{shown:?} does not start with {prefix:?}"
+    );
+    assert_eq!(e.file, path);
+    assert_eq!((e.line, e.column), (line, col), "{shown}");
+    assert_eq!(e.field, field, "{shown}");
+    if !field.is_empty() {
+        assert!(shown.contains(&format!("field `{field}`: ")), "{shown}");
+    }
+    assert!(shown.contains(needle), "{shown:?} does not say {needle:?}");
+}
+
+/// Every file of a directory of bad inputs, rejected, as the user reads it.
+fn messages(dir: &str, mut paths: Vec<PathBuf>, load: fn(&Path) -> InputErrors) -> String {
+    paths.sort();
+    assert!(!paths.is_empty(), "no bad inputs under {dir}");
+    paths
+        .iter()
+        .map(|p| load(p).to_string().replace(CRATE_DIR, ""))
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+fn files_in(dir: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .map(|e| e.expect("a directory entry").path())
+        .collect()
+}
+
+// ---- scenarios -------------------------------------------------------------
+
+#[rstest]
+#[case::unknown_field(
+    "unknown-field.toml",
+    7,
+    1,
+    "usres",
+    "unknown field `usres`, expected one of `target`, `port`, `users`"
+)]
+#[case::wrong_type(
+    "wrong-type.toml",
+    7,
+    9,
+    "",
+    "invalid type: string \"four\", expected usize"
+)]
+#[case::missing_field(
+    "missing-field.toml",
+    6,
+    1,
+    "max_duration_s",
+    "missing field `max_duration_s`"
+)]
+#[case::unknown_requirement(
+    "unknown-requirement.toml",
+    6,
+    5,
+    "scenario.covers",
+    "unknown requirement ID `HC-READDY`; `chaosgate list --requirements` shows them"
+)]
+#[case::signal_without_signal(
+    "signal-without-signal.toml",
+    13,
+    1,
+    "fault[0].signal",
+    "required for action = \"signal\""
+)]
+#[case::bad_signal_name(
+    "bad-signal-name.toml",
+    19,
+    1,
+    "fault[1].signal",
+    "expected a signal name (TERM, KILL, HUP, STOP, CONT, INT, QUIT), got `TERMINATE`"
+)]
+#[case::weird_defect(
+    "weird-defect.toml",
+    13,
+    1,
+    "fault[0].defect",
+    "expected \"missing\" or \"malformed\""
+)]
+#[case::unknown_action(
+    "unknown-action.toml",
+    14,
+    10,
+    "",
+    "unknown variant `explode`, expected one of `signal`, `outage`, `pause`, `bad-config`, `env-change`, `reload-config`"
+)]
+#[case::syntax_error("syntax-error.toml", 3, 15, "", "invalid basic string")]
+fn bad_scenario_is_located(
+    #[case] file: &str,
+    #[case] line: usize,
+    #[case] col: usize,
+    #[case] field: &str,
+    #[case] needle: &str,
+) {
+    let path = bad_scenario(file);
+    assert_one_error(&scenario_errors(&path), &path, line, col, field, needle);
+}
 
 #[test]
-fn dump() {
-    let mut names: Vec<_> = std::fs::read_dir(format!("{BAD}/scenarios")).unwrap().map(|e| e.unwrap().path()).collect();
-    names.sort();
-    for p in names {
-        match scenario::load(&p) { Ok(_) => println!("OK?? {}", p.display()), Err(e) => println!("{e}\n") }
+fn checks_after_parsing_report_every_problem_at_once() {
+    let errors = scenario_errors(&bad_scenario("zero-users.toml"));
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["load.users", "load.request[0].path"], "{errors}");
+    assert!(
+        errors.0[0].message.contains("expected at least 1 user"),
+        "{errors}"
+    );
+    assert!(
+        errors.0[1]
+            .message
+            .contains("expected a path starting with '/', got `api/slow`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn scenario_error_messages() {
+    let text = messages(BAD_SCENARIOS, files_in(BAD_SCENARIOS), scenario_errors);
+    insta::assert_snapshot!("scenario_errors", text);
+}
+
+// ---- manifests -------------------------------------------------------------
+
+#[rstest]
+#[case::unknown_field_in_a_service(
+    "unknown-service-field",
+    13,
+    1,
+    "comand",
+    "unknown field `comand`, expected one of `role`, `command`"
+)]
+#[case::depends_on_a_missing_service(
+    "depends-on-missing",
+    15,
+    24,
+    "services.app.depends_on",
+    "no service named `postgres` (services: app, redis)"
+)]
+#[case::ready_port_not_in_ports(
+    "ready-port-unknown",
+    16,
+    9,
+    "services.app.ready",
+    "port `web` is not in this service's `ports` (http)"
+)]
+#[case::incomplete_ready_check("ready-incomplete", 9, 9, "", "ReadyCheck")]
+#[case::missing_template(
+    "missing-template",
+    5,
+    1,
+    "services.redis.files.extra.conf",
+    "template `extra.conf.j2` not found next to the manifest"
+)]
+#[case::dependency_cycle(
+    "dependency-cycle",
+    1,
+    1,
+    "depends_on",
+    "dependency cycle among services: app -> redis"
+)]
+#[case::syntax_error("syntax-error", 5, 14, "", "unclosed table, expected `]`")]
+#[case::overlay_names_a_service_the_base_lacks(
+    "overlay-unknown-service",
+    8,
+    11,
+    "services.worker",
+    "the base manifest has no service named `worker` (it has: redis, app, nginx)"
+)]
+#[case::overlay_extends_a_missing_file(
+    "overlay-missing-base",
+    2,
+    11,
+    "extends",
+    "expected the path of a base stack.toml, relative to this file; "
+)]
+fn bad_manifest_is_located(
+    #[case] dir: &str,
+    #[case] line: usize,
+    #[case] col: usize,
+    #[case] field: &str,
+    #[case] needle: &str,
+) {
+    let path = bad_manifest(dir);
+    assert_one_error(&manifest_errors(&path), &path, line, col, field, needle);
+}
+
+#[test]
+fn a_missing_base_is_named_by_the_path_tried() {
+    let errors = manifest_errors(&bad_manifest("overlay-missing-base"));
+    assert!(
+        errors
+            .to_string()
+            .ends_with("overlay-missing-base/../no-such-stack/stack.toml does not exist"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn an_unknown_id_in_mutant_breaks_is_rejected() {
+    let path = bad_manifest("overlay-unknown-breaks");
+    let errors = manifest_errors(&path);
+    let [e] = errors.0.as_slice() else {
+        panic!("expected one error, got:\n{errors}")
+    };
+    assert_eq!(e.file, path);
+    assert_eq!(e.field, "mutant.breaks");
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("{}:", path.display())),
+        "{shown}"
+    );
+    assert!(
+        e.message.contains("unknown requirement ID `GS-DRIAN`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn manifest_error_messages() {
+    let dirs = files_in(BAD_MANIFESTS)
+        .into_iter()
+        .map(|d| d.join("stack.toml"))
+        .collect();
+    let text = messages(BAD_MANIFESTS, dirs, manifest_errors);
+    insta::assert_snapshot!("manifest_errors", text);
+}
+
+// ---- known gaps ------------------------------------------------------------
+
+/// serde's type errors carry no field name; the location is right but the
+/// user is not told which key is wrong.
+#[rstest]
+#[case::wrong_type("wrong-type.toml", "users")]
+#[case::unknown_variant("unknown-action.toml", "action")]
+#[ignore = "gap: input_error.rs from_toml takes the field only from serde's `unknown/missing field` messages"]
+fn type_errors_name_the_field(#[case] file: &str, #[case] field: &str) {
+    let errors = scenario_errors(&bad_scenario(file));
+    assert!(errors.0[0].field.ends_with(field), "{errors}");
+}
+
+/// Errors found after parsing that were built with no span are reported at 1:1.
+#[test]
+#[ignore = "bug: scenario.rs (load.users, load.request[i].*) and manifest.rs (mutant.breaks) build InputErrors with span None"]
+fn checks_after_parsing_point_at_the_offending_line() {
+    let errors = scenario_errors(&bad_scenario("zero-users.toml"));
+    let lines: Vec<usize> = errors.0.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [7, 11], "{errors}");
+    let errors = manifest_errors(&bad_manifest("overlay-unknown-breaks"));
+    assert_eq!(errors.0[0].line, 6, "{errors}");
+}
+
+/// An incomplete ready check reads "data did not match any variant of
+/// untagged enum ReadyCheck": it names neither the field nor the forms.
+#[test]
+#[ignore = "gap: manifest.rs ReadyCheck is an untagged enum; serde's message names neither the field nor the expected forms"]
+fn an_incomplete_ready_check_says_what_is_expected() {
+    let errors = manifest_errors(&bad_manifest("ready-incomplete"));
+    let shown = errors.to_string();
+    assert!(
+        shown.contains("ready") && shown.contains("tcp") && shown.contains("port"),
+        "{shown}"
+    );
+}
+
+// ---- the shipped inputs ----------------------------------------------------
+
+#[test]
+fn every_shipped_scenario_loads() {
+    let scenarios = scenario::load_dir(Path::new(SCENARIOS)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        scenarios.len(),
+        files_in(SCENARIOS)
+            .iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .count()
+    );
+    for s in &scenarios {
+        assert!(!s.covers.is_empty(), "{} covers nothing", s.file.display());
+        for id in &s.covers {
+            assert!(
+                check::is_implemented(id),
+                "{} covers {id}, which has no checker",
+                s.file.display()
+            );
+        }
     }
-    let mut names: Vec<_> = std::fs::read_dir(format!("{BAD}/manifests")).unwrap().map(|e| e.unwrap().path()).collect();
-    names.sort();
-    for p in names {
-        match manifest::load(Path::new(&p)) { Ok(_) => println!("OK?? {}", p.display()), Err(e) => println!("{e}\n") }
+}
+
+fn stack_manifests(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            stack_manifests(&path, found);
+        } else if path.file_name().is_some_and(|n| n == "stack.toml") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_shipped_stack_manifest_loads() {
+    let mut found = Vec::new();
+    stack_manifests(Path::new(STACKS), &mut found);
+    assert!(found.len() >= 2, "found only {found:?}");
+    for path in found {
+        if let Err(e) = manifest::load(&path) {
+            panic!("{e}");
+        }
+    }
+}
+
+#[test]
+fn the_reference_stack_lists_services_in_dependency_order() {
+    let m = manifest::load(Path::new(REFERENCE)).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = m.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["redis", "app", "nginx"]);
+    for (i, s) in m.services.iter().enumerate() {
+        for dep in &s.depends_on {
+            assert!(
+                names[..i].contains(&dep.as_str()),
+                "{} starts before its dependency {dep}",
+                s.name
+            );
+        }
+    }
+    assert!(m.mutant.is_none());
+}
+
+fn mutant_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = files_in(&format!("{STACKS}/mutants"))
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn every_mutant_breaks_known_requirements() {
+    let dirs = mutant_dirs();
+    assert!(!dirs.is_empty());
+    for dir in dirs {
+        let m = manifest::load(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let mutant = m
+            .mutant
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is not an overlay", dir.display()));
+        assert_eq!(
+            Some(mutant.name.as_str()),
+            dir.file_name().and_then(|n| n.to_str()),
+            "mutant name vs directory"
+        );
+        assert!(
+            !mutant.breaks.is_empty(),
+            "{} breaks nothing",
+            dir.display()
+        );
+        for id in &mutant.breaks {
+            assert!(
+                requirements::is_known(id),
+                "{}: unknown {id}",
+                dir.display()
+            );
+            assert!(
+                check::is_implemented(id),
+                "{}: breaks {id}, which has no checker to notice",
+                dir.display()
+            );
+        }
+        assert_eq!(m.file, dir.join("stack.toml"));
+        let names: Vec<&str> = m.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["redis", "app", "nginx"], "{}", dir.display());
+    }
+}
+
+/// Each checker can be proven to fail on a real stack: some mutant breaks it.
+#[test]
+fn every_checker_has_a_mutant_that_breaks_it() {
+    let broken: Vec<String> = mutant_dirs()
+        .into_iter()
+        .flat_map(|d| {
+            manifest::load(&d)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .mutant
+                .map(|m| m.breaks)
+                .unwrap_or_default()
+        })
+        .collect();
+    for (id, _) in check::CHECKS {
+        assert!(broken.iter().any(|b| b == id), "no mutant breaks {id}");
     }
 }

@@ -17,10 +17,10 @@ fn repo(path: &str) -> PathBuf {
 }
 
 /// Start a run of the SIGTERM scenario and wait until its stack is healthy;
-/// returns the child, its run id, and the stderr lines read so far.
+/// returns the child, its run id, and the rest of its stderr.
 fn start_run(state_dir: &std::path::Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chaosgate"))
-        .args(["run", "--quiet"])
+        .arg("run")
         .arg(repo("scenarios/sigterm-drain.toml"))
         .arg("--stack")
         .arg(repo("fixtures/stacks/reference"))
@@ -38,21 +38,21 @@ fn start_run(state_dir: &std::path::Path) -> (Child, String, std::sync::mpsc::Re
             let _ = tx.send(line);
         }
     });
-    // --quiet hides progress; the run id comes from the marker file instead.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut run_id = None;
+    let mut seen = Vec::new();
     loop {
-        assert!(Instant::now() < deadline, "no run started");
-        let markers: Vec<_> = std::fs::read_dir(state_dir).map(|d| d.flatten().collect()).unwrap_or_default();
-        if let Some(m) = markers.first() {
-            let run_id = m.path().file_stem().expect("stem").to_string_lossy().into_owned();
-            // Wait for the whole stack (3 services) to be up.
-            if tagged_processes(Some(&run_id), None).iter().any(|p| p.service == "nginx") {
-                std::thread::sleep(Duration::from_millis(300));
-                return (child, run_id, rx);
-            }
+        let line = rx.recv_timeout(Duration::from_secs(180)).unwrap_or_else(|_| panic!("no healthy stack; stderr so far: {seen:#?}"));
+        if let Some(dir) = line.split("starting the stack in ").nth(1) {
+            // .../<run-id>/<scenario>
+            run_id = PathBuf::from(dir).parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        let healthy = line.contains("stack healthy after");
+        seen.push(line);
+        if healthy {
+            break;
+        }
     }
+    (child, run_id.expect("run id in the progress lines"), rx)
 }
 
 fn wait(child: &mut Child, within: Duration) -> std::process::ExitStatus {

@@ -186,6 +186,7 @@ impl Backend for ProcessBackend {
         let pid = child.id().unwrap_or(0);
         let (tx, rx) = watch::channel(None);
         self.running().insert(svc.name.clone(), Running { pid, exit: rx });
+        reaper::record_leader(&self.run_id, &svc.name, pid);
         self.recorder.event(&svc.name, ServiceEventKind::Started { pid });
         let recorder = self.recorder.clone();
         let name = svc.name.clone();
@@ -326,10 +327,19 @@ impl Backend for ProcessBackend {
     }
 
     fn processes(&self, service: &str) -> Vec<(u32, String)> {
-        reaper::tagged_processes(Some(&self.run_id), Some(service))
+        let mut found: Vec<(u32, String)> = reaper::tagged_processes(Some(&self.run_id), Some(service))
             .into_iter()
             .map(|p| (p.pid, p.command))
-            .collect()
+            .collect();
+        // The group finds what hid its tag (nginx rewrites its environment).
+        if let Some((leader, _)) = self.current(service) {
+            for pid in reaper::group_members(leader) {
+                if !found.iter().any(|(p, _)| *p == pid) {
+                    found.push((pid, reaper::command_line(pid)));
+                }
+            }
+        }
+        found
     }
 
     fn process_state(&self, service: &str) -> Option<char> {

@@ -92,15 +92,94 @@ pub fn command_line(pid: u32) -> String {
         .unwrap_or_default()
 }
 
-/// SIGKILL every process of a run (their process groups first, so children go too).
+/// The process group of a process (field 5 of /proc/PID/stat).
+pub fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Live members of a process group.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|pid| process_group(*pid) == Some(pgid) && !is_zombie(*pid))
+        .collect()
+}
+
+/// SIGKILL every process of a run: those carrying its tag, and every member
+/// of the process groups its services led. Both, because some programs (nginx)
+/// overwrite their environment to set their process title, hiding the tag.
 pub fn kill_run(run: &str) -> Vec<TaggedProcess> {
-    let victims = tagged_processes(Some(run), None);
+    let mut victims = tagged_processes(Some(run), None);
+    let leaders = read_marker(run).map(|m| m.processes).unwrap_or_default();
+    for leader in &leaders {
+        // A live process under the leader's pid that started at another time is a stranger.
+        if start_time(leader.pid).is_some_and(|t| t != leader.started) {
+            continue;
+        }
+        for pid in group_members(leader.pid) {
+            if !victims.iter().any(|v| v.pid == pid) {
+                victims.push(TaggedProcess {
+                    pid,
+                    run: run.to_string(),
+                    service: leader.service.clone(),
+                    command: command_line(pid),
+                });
+            }
+        }
+        let _ = killpg(Pid::from_raw(leader.pid as i32), Signal::SIGKILL);
+    }
     for p in &victims {
         let pid = Pid::from_raw(p.pid as i32);
         let _ = killpg(pid, Signal::SIGKILL);
         let _ = kill(pid, Signal::SIGKILL);
     }
     victims
+}
+
+/// A service's main process, which leads its own process group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    pub service: String,
+    pub pid: u32,
+    pub started: u64,
+}
+
+static MARKER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Add a started service to its run's marker, if the run has one.
+pub fn record_leader(run: &str, service: &str, pid: u32) {
+    let _guard = MARKER_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(mut marker) = read_marker(run) {
+        marker.processes.push(LeaderRecord {
+            service: service.to_string(),
+            pid,
+            started: start_time(pid).unwrap_or(0),
+        });
+        let _ = write_marker(&marker);
+    }
+}
+
+/// Flag a run as kept up on purpose (--keep): only `chaosgate clean` reaps it.
+pub fn mark_kept(run: &str) -> std::io::Result<()> {
+    let _guard = MARKER_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    match read_marker(run) {
+        Some(mut marker) => {
+            marker.kept = true;
+            write_marker(&marker)
+        }
+        None => Ok(()),
+    }
+}
+
+fn read_marker(run: &str) -> Option<RunMarker> {
+    let text = std::fs::read_to_string(marker_path(&markers_dir(), run)).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Marker of a run in progress (or kept up with --keep).
@@ -113,6 +192,9 @@ pub struct RunMarker {
     pub run_dir: PathBuf,
     /// Left up on purpose with --keep: only `chaosgate clean` reaps it.
     pub kept: bool,
+    /// Every service process started, so its group can be reaped.
+    #[serde(default)]
+    pub processes: Vec<LeaderRecord>,
 }
 
 pub fn markers_dir() -> PathBuf {
@@ -198,6 +280,7 @@ mod tests {
             harness_started: start_time(me).expect("own start time"),
             run_dir: PathBuf::new(),
             kept: false,
+            processes: Vec::new(),
         };
         assert!(harness_alive(&marker));
         marker.harness_started += 1;
