@@ -188,6 +188,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
         duration_ms: started.elapsed().as_millis() as u64,
         scenarios: results,
         reproduce: reproduce_command(opts, seed),
+        interrupted: interrupt::is_interrupted(),
     })
 }
 

@@ -1224,7 +1224,7 @@ fn cf_validate_inconclusive(#[case] faults: Vec<FaultRecord>, #[case] needle: &s
 
 /// A failed bad-config start must not be hidden by a later one that did not land.
 #[test]
-#[ignore = "bug: check/config.rs cf_validate returns inconclusive on the first not-landed record, dropping failures already found"]
+
 fn cf_validate_a_fault_that_did_not_land_does_not_hide_a_failure() {
     let h = history(vec![
         bad_start(None, code(0), Some(120), false, true),
@@ -1350,7 +1350,7 @@ fn cf_hot_inconclusive(#[case] faults: Vec<FaultRecord>, #[case] needle: &str) {
 /// Readiness answered 2xx up to +400 ms, then nothing until a 503 at +700 ms:
 /// when it fell is unknown, and no probe saw it ready past the limit.
 #[test]
-#[ignore = "bug: check/health.rs ready_after_sigterm fails without a 2xx sample past the limit (says \"still 2xx - after SIGTERM\")"]
+
 fn hc_ready_a_gap_in_the_probes_is_not_evidence_of_failure() {
     let mut p = probes(ProbeKind::Ready, 9_000, T0 + 500, 200);
     p.extend(probes(ProbeKind::Ready, T0 + 700, T0 + 1_500, 503));
@@ -1361,7 +1361,7 @@ fn hc_ready_a_gap_in_the_probes_is_not_evidence_of_failure() {
 /// Readiness 2xx at +0, +100, +200 ms, then not ready from +300 ms to the
 /// restart at +1500 ms: 12 probes from the fall on, 11 after the first.
 #[test]
-#[ignore = "bug: check/health.rs ready_after_sigterm counts the 2xx probes before the fall among the \"later probes all not ready\""]
+
 fn hc_ready_pass_counts_only_the_probes_after_the_fall() {
     let v = check("HC-READY", &ready_after_sigterm(ready_until(T0 + 300)));
     expect(&v, Pass, &["11 later probes all not ready"]);

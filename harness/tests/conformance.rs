@@ -89,6 +89,7 @@ fn mutant_fails_its_check(#[case] mutant: &str, #[case] scenario_file: &str, #[c
         started_unix_ms: 0,
         duration_ms: result.duration_ms,
         reproduce: String::new(),
+        interrupted: false,
         scenarios: vec![result],
     };
     let xml = chaosgate::report::render_junit(&report).expect("junit");

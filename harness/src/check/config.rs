@@ -49,12 +49,14 @@ pub fn cf_validate(input: &CheckInput<'_>) -> Verdict {
     }
     let mut failures = Vec::new();
     let mut passes = Vec::new();
+    let mut not_landed = Vec::new();
     for f in &records {
         let FaultDetail::BadConfigStart { variable, value, exit, exited_after_ms, deadline_ms, served, message_names_variable, log_tail, .. } = &f.detail else {
             continue;
         };
         if !f.landed {
-            return inconclusive(ID, format!("a bad-config start did not happen: {}", f.proof), expected);
+            not_landed.push(format!("a bad-config start did not happen: {}", f.proof));
+            continue;
         }
         let what = match value {
             Some(v) => format!("{variable}={v:?}"),
@@ -82,12 +84,15 @@ pub fn cf_validate(input: &CheckInput<'_>) -> Verdict {
             }
         }
     }
-    let mut v = if failures.is_empty() {
-        Verdict::new(ID, Outcome::Pass, format!("{} bad configurations, each refused at startup", passes.len()), expected)
+    let mut v = if let Some(first) = failures.first() {
+        Verdict::new(ID, Outcome::Fail, first.clone(), expected)
+    } else if let Some(first) = not_landed.first() {
+        Verdict::new(ID, Outcome::Inconclusive, first.clone(), expected)
     } else {
-        Verdict::new(ID, Outcome::Fail, failures[0].clone(), expected)
+        Verdict::new(ID, Outcome::Pass, format!("{} bad configurations, each refused at startup", passes.len()), expected)
     };
     v.evidence.extend(failures);
+    v.evidence.extend(not_landed);
     v.evidence.extend(passes);
     v.with_reading("\"within seconds\" is the stack's declared validate_deadline_s (default 5 s)")
 }
@@ -111,8 +116,14 @@ pub fn cf_hot(input: &CheckInput<'_>) -> Verdict {
             let mut problems = Vec::new();
             match observed_at {
                 Some(at) => {
+                    if at.saturating_sub(f.injected_at) > deadline * 1000 {
+                        problems.push(format!("{setting}={value:?} in effect only {} after {signal}, past the {deadline} ms deadline", rel(*at, f.injected_at)));
+                    }
                     if pid_after != &Some(*pid_before) {
-                        problems.push(format!("PID changed from {pid_before} to {pid_after:?}"));
+                        problems.push(match pid_after {
+                            Some(now) => format!("PID changed from {pid_before} to {now}"),
+                            None => format!("PID {pid_before} gone"),
+                        });
                     }
                     if failed > 0 {
                         problems.push(format!("{failed} of {} requests failed during the reload", during.len()));

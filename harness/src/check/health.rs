@@ -62,31 +62,64 @@ fn ready_after_sigterm(input: &CheckInput<'_>, f: &FaultRecord) -> Verdict {
     if samples.is_empty() {
         return Verdict::new(ID, Outcome::Inconclusive, "no readiness probe was answered or refused between SIGTERM and the restart", expected);
     }
-    let first_down = samples.iter().find(|s| !s.is_2xx());
-    let late_ready: Vec<&&ProbeSample> = samples.iter().filter(|s| s.is_2xx() && s.at > t0 + limit_us).collect();
+    let limit_ms = input.settings.ready_after_sigterm_ms;
     let evidence = format!("{} readiness probes between SIGTERM and the restart", samples.len());
-    match first_down {
-        None => Verdict::new(ID, Outcome::Fail, format!("ready answered 2xx to all {} probes after SIGTERM (the last at {})", samples.len(), rel(samples[samples.len() - 1].at, t0)), expected)
-            .with_evidence(evidence),
-        Some(first) if first.at - t0 > limit_us || !late_ready.is_empty() => {
-            let last = late_ready.last().map(|s| rel(s.at, t0)).unwrap_or_else(|| "-".into());
-            Verdict::new(
-                ID,
-                Outcome::Fail,
-                format!("readiness still 2xx {last} after SIGTERM; first not-ready answer at {}", rel(first.at, t0)),
-                expected,
-            )
-            .with_evidence(evidence)
-            .with_evidence(format!("{} of them answered 2xx later than {} ms after the signal", late_ready.len(), input.settings.ready_after_sigterm_ms))
-        }
-        Some(first) => Verdict::new(
+    let Some(first) = samples.iter().copied().find(|s| !s.is_2xx()) else {
+        let last = samples[samples.len() - 1];
+        return Verdict::new(ID, Outcome::Fail, format!("ready answered 2xx to all {} probes after SIGTERM (the last at {})", samples.len(), rel(last.at, t0)), expected)
+            .with_evidence(evidence);
+    };
+    let late_ready: Vec<&ProbeSample> = samples.iter().copied().filter(|s| s.is_2xx() && s.at > t0 + limit_us).collect();
+    if let Some(last) = late_ready.last() {
+        return Verdict::new(
             ID,
-            Outcome::Pass,
-            format!("not ready {} after SIGTERM ({}); {} later probes all not ready", rel(first.at, t0), describe(first), samples.len() - 1),
+            Outcome::Fail,
+            format!("readiness still 2xx {} after SIGTERM; first not-ready answer at {}", rel(last.at, t0), rel(first.at, t0)),
             expected,
         )
-        .with_evidence(evidence),
+        .with_evidence(evidence)
+        .with_evidence(format!("{} of them answered 2xx later than {limit_ms} ms after the signal", late_ready.len()));
     }
+    if first.at - t0 > limit_us {
+        // No probe saw it ready past the limit: it fell somewhere in the gap before `first`.
+        let gap_from = samples.iter().rev().find(|s| s.at < first.at).map(|s| s.at).unwrap_or(t0);
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            format!(
+                "no readiness answer between +{} and +{} ms after SIGTERM, so whether it fell within {limit_ms} ms is unknown; first not-ready answer at {}",
+                (gap_from - t0) / 1000,
+                (first.at - t0) / 1000,
+                rel(first.at, t0)
+            ),
+            expected,
+        )
+        .with_evidence(evidence);
+    }
+    // 2xx answers within the limit after a first fall: readiness settled at the last fall.
+    let Some(settled) = samples.iter().copied().rev().take_while(|s| !s.is_2xx()).last() else {
+        let last = samples[samples.len() - 1];
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            format!("not ready {} after SIGTERM but ready again at {}, and no readiness answer after that before the restart", rel(first.at, t0), rel(last.at, t0)),
+            expected,
+        )
+        .with_evidence(evidence);
+    };
+    let later = samples.iter().filter(|s| s.at > settled.at).count();
+    let fell = if settled.at == first.at {
+        format!("not ready {} after SIGTERM ({})", rel(first.at, t0), describe(first))
+    } else {
+        format!(
+            "not ready {} after SIGTERM ({}), ready again within the limit, not ready for good from {} ({})",
+            rel(first.at, t0),
+            describe(first),
+            rel(settled.at, t0),
+            describe(settled)
+        )
+    };
+    Verdict::new(ID, Outcome::Pass, format!("{fell}; {later} later probes all not ready"), expected).with_evidence(evidence)
 }
 
 fn outage_window(f: &FaultRecord) -> Option<(Micros, Micros, Option<Micros>)> {

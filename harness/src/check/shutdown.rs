@@ -35,7 +35,11 @@ pub fn gs_sigterm(input: &CheckInput<'_>) -> Verdict {
         let (Some(exit), Some(at)) = (exit, exited_at) else {
             return Verdict::new(ID, Outcome::Inconclusive, "the exit after SIGTERM was not observed", expected).with_evidence(f.proof.clone());
         };
-        let took = ms(at - f.injected_at);
+        if *at < f.injected_at {
+            return Verdict::new(ID, Outcome::Inconclusive, format!("the exit was recorded {} ms before SIGTERM, so how long it took is unknown", ms(f.injected_at - *at)), expected)
+                .with_evidence(f.proof.clone());
+        }
+        let took = ms(at.saturating_sub(f.injected_at));
         let clean = exit.code == Some(0) || exit.code == Some(143) || exit.signal == Some(15);
         let how = match (exit.code, exit.signal) {
             (Some(0), _) => "status 0".to_string(),

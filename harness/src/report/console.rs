@@ -96,12 +96,11 @@ fn summary(out: &mut String, report: &RunReport) {
         .join(", ");
     let _ = writeln!(out, "verdicts: {counts}");
     let status = report.status();
-    let _ = writeln!(
-        out,
-        "result:   {} (exit code {})",
-        status_word(status),
-        status.code()
-    );
+    if report.interrupted {
+        let _ = writeln!(out, "result:   interrupted before the end, {} so far (exit code 130)", status_word(status));
+    } else {
+        let _ = writeln!(out, "result:   {} (exit code {})", status_word(status), status.code());
+    }
     let _ = writeln!(
         out,
         "stack:    {} ({})",

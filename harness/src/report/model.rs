@@ -20,6 +20,9 @@ pub struct RunReport {
     pub scenarios: Vec<ScenarioResult>,
     /// The command that reproduces this run.
     pub reproduce: String,
+    /// The user stopped the run (Ctrl-C / SIGTERM): what ran is judged, the rest is absent.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,9 +54,13 @@ impl RunReport {
             return RunStatus::CouldNotRun;
         }
         let outcomes: Vec<Outcome> = self.all_verdicts().map(|v| v.outcome).collect();
+        // No verdict at all proves nothing either.
+        if outcomes.is_empty() {
+            return RunStatus::Inconclusive;
+        }
         let status = RunStatus::from_outcomes(&outcomes);
         // A scenario that could not run proves nothing: never let it read as a pass.
-        if status == RunStatus::AllPassed && self.scenarios.iter().any(|s| s.error.is_some()) {
+        if status == RunStatus::AllPassed && (self.interrupted || self.scenarios.iter().any(|s| s.error.is_some())) {
             return RunStatus::Inconclusive;
         }
         status

@@ -25,6 +25,7 @@ pub(crate) fn sample_report() -> RunReport {
         duration_ms: 47_250,
         scenarios: vec![graceful_shutdown(), redis_outage()],
         reproduce: "chaosgate run --stack stacks/refstack.toml --seed 42".to_string(),
+        interrupted: false,
     }
 }
 
