@@ -314,6 +314,9 @@ impl History {
 pub struct Recorder {
     pub clock: RunClock,
     inner: Mutex<History>,
+    /// Live counters for progress display, read without the lock.
+    requests_seen: std::sync::atomic::AtomicU64,
+    errors_seen: std::sync::atomic::AtomicU64,
 }
 
 impl Recorder {
@@ -324,6 +327,8 @@ impl Recorder {
                 versions: vec![String::new()],
                 ..History::default()
             }),
+            requests_seen: Default::default(),
+            errors_seen: Default::default(),
         }
     }
 
@@ -354,7 +359,18 @@ impl Recorder {
     }
 
     pub fn request(&self, record: RequestRecord) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests_seen.fetch_add(1, Relaxed);
+        if !record.ok() {
+            self.errors_seen.fetch_add(1, Relaxed);
+        }
         self.with(|h| h.requests.push(record));
+    }
+
+    /// (requests, failed requests) recorded so far.
+    pub fn request_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.requests_seen.load(Relaxed), self.errors_seen.load(Relaxed))
     }
 
     pub fn probe(&self, sample: ProbeSample) {

@@ -12,6 +12,7 @@ pub mod load;
 pub mod manifest;
 pub mod nemesis;
 pub mod observe;
+pub mod progress;
 pub mod report;
 pub mod requirements;
 pub mod run;

@@ -8,6 +8,7 @@ use crate::load::{LoadHandle, LoadShared};
 use crate::manifest::{Manifest, ReadyCheck, Role};
 use crate::nemesis::{Nemesis, schedule::run_schedule};
 use crate::observe::health::{HealthProber, HealthTarget};
+use crate::progress::Progress;
 use crate::report::model::{RunReport, ScenarioResult, StackInfo};
 use crate::scenario::Scenario;
 use crate::stack::process::ProcessBackend;
@@ -223,11 +224,7 @@ pub async fn run_scenario(
     keep: bool,
     progress: bool,
 ) -> (ScenarioResult, bool) {
-    let say = |msg: String| {
-        if progress {
-            eprintln!("[{}] {msg}", scenario.name);
-        }
-    };
+    let mut display = Progress::new(&scenario.name, progress);
     let recorder = Arc::new(Recorder::new(RunClock::start()));
     let started = Instant::now();
     let mut result = ScenarioResult {
@@ -248,7 +245,7 @@ pub async fn run_scenario(
         }
     };
     let backend = ProcessBackend::new(plan.clone(), manifest, run_id, recorder.clone());
-    let body = scenario_body(manifest, scenario, &plan, &backend, &recorder, seed, &say);
+    let body = scenario_body(manifest, scenario, &plan, &backend, &recorder, seed, &mut display);
     let outcome = tokio::select! {
         r = body => Some(r),
         _ = interrupt::interrupted() => None,
@@ -282,7 +279,12 @@ pub async fn run_scenario(
                 listening.len()
             );
         } else {
-            say(format!("stack stopped ({} service(s)); nothing left running: {}", report.stopped.len(), left.is_empty() && listening.is_empty()));
+            display.line(format!(
+                "stack stopped ({} service(s)); {} process(es) and {} listening port(s) left",
+                report.stopped.len(),
+                left.len(),
+                listening.len()
+            ));
         }
     }
     result.history = recorder.take_history();
@@ -297,9 +299,10 @@ pub async fn run_scenario(
         };
         result.verdicts = scenario.covers.iter().map(|id| check::judge(id, &input)).collect();
         for v in &result.verdicts {
-            say(format!("{:<12} {:<12} {}", v.requirement, v.outcome.as_str(), v.measured));
+            display.line(format!("{:<12} {:<12} {}", v.requirement, v.outcome.as_str(), v.measured));
         }
     }
+    display.finish();
     (result, stayed_up)
 }
 
@@ -310,17 +313,21 @@ async fn scenario_body(
     backend: &ProcessBackend,
     recorder: &Arc<Recorder>,
     seed: u64,
-    say: &impl Fn(String),
+    display: &mut Progress,
 ) -> Result<Duration, StackError> {
-    say(format!("starting the stack in {}", plan.run_dir.display()));
+    display.line(format!("starting the stack in {}", plan.run_dir.display()));
+    display.phase("starting the stack");
     let healthy = backend.start_all(Duration::from_secs_f64(manifest.stack.ready_timeout_s)).await?;
-    say(format!("stack healthy after {} ms", healthy.as_millis()));
+    display.line(format!("stack healthy after {} ms", healthy.as_millis()));
     let prober = health_target(manifest, scenario, backend).map(|t| HealthProber::start(t, Duration::from_millis(scenario.probes.interval_ms), recorder.clone()));
     let base_url = load_base_url(manifest, scenario, backend).unwrap_or_default();
     let shared = Arc::new(LoadShared::new(&scenario.load, seed, manifest.stack.version_header.clone(), recorder.clone()));
     let load = LoadHandle::start(&scenario.load, &base_url, shared.clone()).map_err(|e| StackError::Io(std::io::Error::other(e.to_string())))?;
-    say(format!("load: {} users against {base_url}", scenario.load.users));
+    display.line(format!("load: {} users against {base_url}", scenario.load.users));
+    display.phase("warm-up");
+    display.watch_load(recorder.clone(), Duration::from_secs(scenario.load.max_duration_s));
     tokio::time::sleep(Duration::from_secs_f64(scenario.load.warmup_s)).await;
+    let announce = |msg: String| display_phase(display, msg);
     let nemesis = Nemesis {
         backend,
         manifest,
@@ -329,17 +336,16 @@ async fn scenario_body(
         load: Some(&shared),
         settings: &scenario.settings,
         seed,
+        announce: &announce,
     };
     let faults = async {
         run_schedule(&nemesis, &scenario.faults).await;
     };
     let deadline = Duration::from_secs(scenario.load.max_duration_s);
     if tokio::time::timeout(deadline, faults).await.is_err() {
-        say(format!("the fault schedule did not finish within load.max_duration_s = {} s", scenario.load.max_duration_s));
+        display.line(format!("the fault schedule did not finish within load.max_duration_s = {} s", scenario.load.max_duration_s));
     }
-    for f in &recorder_faults(recorder) {
-        say(format!("fault #{} {}: {} ({})", f.0, f.1, if f.2 { "landed" } else { "NOT landed" }, f.3));
-    }
+    display.phase("after the faults");
     tokio::time::sleep(Duration::from_secs_f64(scenario.load.tail_s)).await;
     load.stop().await;
     if let Some(p) = prober {
@@ -348,8 +354,13 @@ async fn scenario_body(
     Ok(healthy)
 }
 
-fn recorder_faults(recorder: &Recorder) -> Vec<(usize, String, bool, String)> {
-    recorder.faults_summary()
+/// Fault announcements: the start of a fault is a phase, its outcome a line.
+fn display_phase(display: &Progress, msg: String) {
+    if msg.contains(" landed (") || msg.contains("NOT landed") {
+        display.line(msg);
+    } else {
+        display.phase(msg);
+    }
 }
 
 fn print_kept(manifest: &Manifest, backend: &ProcessBackend, run_id: &str) {

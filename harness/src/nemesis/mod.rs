@@ -24,6 +24,8 @@ pub struct Nemesis<'a> {
     pub load: Option<&'a LoadShared>,
     pub settings: &'a Settings,
     pub seed: u64,
+    /// Told what is about to happen (progress display).
+    pub announce: &'a (dyn Fn(String) + Sync),
 }
 
 impl Nemesis<'_> {

@@ -16,7 +16,15 @@ pub async fn run_schedule(n: &Nemesis<'_>, faults: &[FaultSpec]) {
         if spec.after_s > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(spec.after_s)).await;
         }
+        (n.announce)(format!("fault #{index}: {} on {}", action_name(spec.action), spec.target));
         for record in run_one(n, index, spec).await {
+            (n.announce)(format!(
+                "fault #{} {}: {} ({})",
+                record.index,
+                record.label,
+                if record.landed { "landed" } else { "NOT landed" },
+                record.proof
+            ));
             n.recorder.fault(record);
         }
     }
