@@ -18,7 +18,12 @@ fn stack_path(manifest: &Manifest) -> String {
         .stack
         .path
         .iter()
-        .map(|p| std::path::absolute(manifest.dir.join(p)).unwrap_or_else(|_| manifest.dir.join(p)).display().to_string())
+        .map(|p| {
+            std::path::absolute(manifest.dir.join(p))
+                .unwrap_or_else(|_| manifest.dir.join(p))
+                .display()
+                .to_string()
+        })
         .collect();
     dirs.push(std::env::var("PATH").unwrap_or_default());
     dirs.join(":")
@@ -59,11 +64,16 @@ pub fn diagnose(manifest: &Manifest) -> Vec<Finding> {
         },
         fix: Some("ip link set lo up".into()),
     });
-    let proc_ok = std::fs::read_to_string("/proc/net/tcp").is_ok() && std::fs::read(format!("/proc/{}/environ", std::process::id())).is_ok();
+    let proc_ok =
+        std::fs::read_to_string("/proc/net/tcp").is_ok() && std::fs::read(format!("/proc/{}/environ", std::process::id())).is_ok();
     findings.push(Finding {
         what: "/proc readable (process and socket observation)".into(),
         ok: proc_ok,
-        detail: if proc_ok { "ok".into() } else { "cannot read /proc/net/tcp or /proc/PID/environ".into() },
+        detail: if proc_ok {
+            "ok".into()
+        } else {
+            "cannot read /proc/net/tcp or /proc/PID/environ".into()
+        },
         fix: Some("mount -t proc proc /proc".into()),
     });
     let state = crate::stack::reaper::markers_dir();
@@ -80,7 +90,9 @@ pub fn diagnose(manifest: &Manifest) -> Vec<Finding> {
         findings.push(Finding {
             what: format!("build step `{}`", step.command.join(" ")),
             ok: found.is_some(),
-            detail: found.map(|p| p.display().to_string()).unwrap_or_else(|| format!("`{program}` not found")),
+            detail: found
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| format!("`{program}` not found")),
             fix: Some(format!("install {program}")),
         });
     }
@@ -91,10 +103,10 @@ pub fn render(findings: &[Finding]) -> String {
     let mut out = String::new();
     for f in findings {
         out.push_str(&format!("{} {}: {}\n", if f.ok { "ok     " } else { "MISSING" }, f.what, f.detail));
-        if !f.ok {
-            if let Some(fix) = &f.fix {
-                out.push_str(&format!("        fix: {fix}\n"));
-            }
+        if !f.ok
+            && let Some(fix) = &f.fix
+        {
+            out.push_str(&format!("        fix: {fix}\n"));
         }
     }
     let missing = findings.iter().filter(|f| !f.ok).count();

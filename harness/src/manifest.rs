@@ -27,22 +27,44 @@ pub struct Manifest {
     pub mutant: Option<MutantSection>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct StackSection {
     pub name: String,
     /// Response header that carries the served version.
-    #[serde(default)]
     pub version_header: Option<String>,
     /// How long a service may take to exit after SIGTERM (the standard's reading: 30 s).
-    #[serde(default = "default_grace")]
     pub grace_period_s: f64,
     /// Directories, relative to the manifest, put in front of PATH for the stack's commands.
-    #[serde(default)]
     pub path: Vec<String>,
     /// How long the whole stack may take to become ready.
-    #[serde(default = "default_ready_timeout")]
     pub ready_timeout_s: f64,
+}
+
+/// `[stack]` as written, with the spans the checks after parsing point at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [stack] table")]
+struct RawStack {
+    name: String,
+    #[serde(default)]
+    version_header: Option<String>,
+    #[serde(default)]
+    grace_period_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    path: Vec<String>,
+    #[serde(default)]
+    ready_timeout_s: Option<Spanned<f64>>,
+}
+
+impl RawStack {
+    fn into_section(self) -> StackSection {
+        StackSection {
+            name: self.name,
+            version_header: self.version_header,
+            grace_period_s: self.grace_period_s.map(Spanned::into_inner).unwrap_or_else(default_grace),
+            path: self.path,
+            ready_timeout_s: self.ready_timeout_s.map(Spanned::into_inner).unwrap_or_else(default_ready_timeout),
+        }
+    }
 }
 
 fn default_grace() -> f64 {
@@ -61,14 +83,32 @@ pub struct BuildStep {
     pub workdir: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct MutantSection {
     pub name: String,
     /// Requirement IDs this mutant breaks on purpose.
     pub breaks: Vec<String>,
-    #[serde(default)]
     pub description: String,
+}
+
+/// `[mutant]` as written, with the span of each requirement ID.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [mutant] table")]
+struct RawMutant {
+    name: String,
+    breaks: Vec<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+}
+
+impl RawMutant {
+    fn into_section(self) -> MutantSection {
+        MutantSection {
+            name: self.name,
+            breaks: self.breaks.into_iter().map(Spanned::into_inner).collect(),
+            description: self.description,
+        }
+    }
 }
 
 /// A service of the stack.
@@ -119,13 +159,43 @@ impl Role {
 }
 
 /// How the harness knows a service is ready.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadyCheck {
     /// An HTTP GET on the named port answers 2xx.
     Http { http: String, port: String },
     /// A TCP connection to the named port succeeds.
     Tcp { tcp: String },
+}
+
+/// `ready = { ... }` as written: one struct rather than an untagged enum, so a
+/// wrong combination can be told apart from a typo and said what is expected.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"{ http = "/path", port = "<port name>" } or { tcp = "<port name>" }"#
+)]
+struct RawReady {
+    #[serde(default)]
+    http: Option<String>,
+    #[serde(default)]
+    port: Option<String>,
+    #[serde(default)]
+    tcp: Option<String>,
+}
+
+impl RawReady {
+    const EXPECTED: &str = "expected { http = \"/path\", port = \"<port name>\" } or { tcp = \"<port name>\" }";
+
+    fn check(&self) -> Option<ReadyCheck> {
+        match (&self.http, &self.port, &self.tcp) {
+            (Some(http), Some(port), None) => Some(ReadyCheck::Http {
+                http: http.clone(),
+                port: port.clone(),
+            }),
+            (None, None, Some(tcp)) => Some(ReadyCheck::Tcp { tcp: tcp.clone() }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,24 +217,71 @@ pub struct RedisAccess {
 }
 
 /// Configuration facts a service declares, used by the CF-* checks.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct ConfigDecl {
     /// Variables without which the service must refuse to start.
-    #[serde(default)]
     pub required_env: Vec<String>,
     /// Variable -> a malformed value the service must reject at startup.
-    #[serde(default)]
     pub malformed_env: BTreeMap<String, String>,
     /// A variable whose effect the harness can observe from outside.
-    #[serde(default)]
     pub env_observable: Option<EnvObservable>,
     /// A reloadable setting, and how it is reloaded.
-    #[serde(default)]
     pub reload: Option<ReloadDecl>,
     /// How long a bad configuration may take to stop the process.
-    #[serde(default = "default_validate_deadline")]
     pub validate_deadline_s: f64,
+}
+
+/// `[services.<name>.config]` as written, with the spans of the values checked after parsing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table of configuration facts")]
+struct RawConfigDecl {
+    #[serde(default)]
+    required_env: Vec<String>,
+    #[serde(default)]
+    malformed_env: BTreeMap<String, String>,
+    #[serde(default)]
+    env_observable: Option<EnvObservable>,
+    #[serde(default)]
+    reload: Option<RawReloadDecl>,
+    #[serde(default)]
+    validate_deadline_s: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"{ file = "...", template = "...", setting = "...", initial = "...", signal = "HUP", probe = "/path" }"#
+)]
+struct RawReloadDecl {
+    file: String,
+    template: Spanned<String>,
+    setting: String,
+    initial: String,
+    signal: Spanned<String>,
+    probe: String,
+}
+
+impl RawConfigDecl {
+    fn to_decl(&self) -> ConfigDecl {
+        ConfigDecl {
+            required_env: self.required_env.clone(),
+            malformed_env: self.malformed_env.clone(),
+            env_observable: self.env_observable.clone(),
+            reload: self.reload.as_ref().map(|r| ReloadDecl {
+                file: r.file.clone(),
+                template: r.template.get_ref().clone(),
+                setting: r.setting.clone(),
+                initial: r.initial.clone(),
+                signal: r.signal.get_ref().clone(),
+                probe: r.probe.clone(),
+            }),
+            validate_deadline_s: self
+                .validate_deadline_s
+                .as_ref()
+                .map(|d| *d.get_ref())
+                .unwrap_or_else(default_validate_deadline),
+        }
+    }
 }
 
 fn default_validate_deadline() -> f64 {
@@ -185,8 +302,7 @@ pub enum ObservedVia {
     VersionHeader,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct ReloadDecl {
     /// File in the service dir holding the setting; rendered from `template`.
     pub file: String,
@@ -206,7 +322,7 @@ pub struct ReloadDecl {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawManifest {
-    stack: StackSection,
+    stack: RawStack,
     #[serde(default)]
     build: Vec<BuildStep>,
     #[serde(default)]
@@ -215,7 +331,7 @@ struct RawManifest {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [services.<name>] table")]
 struct RawService {
     role: Role,
     command: Spanned<Vec<String>>,
@@ -224,16 +340,16 @@ struct RawService {
     #[serde(default)]
     ports: Vec<String>,
     #[serde(default)]
-    files: BTreeMap<String, String>,
+    files: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     depends_on: Vec<Spanned<String>>,
-    ready: Spanned<ReadyCheck>,
+    ready: Spanned<RawReady>,
     #[serde(default)]
     health: Option<Spanned<HealthPaths>>,
     #[serde(default)]
     redis: Option<Spanned<RedisAccess>>,
     #[serde(default)]
-    config: Option<ConfigDecl>,
+    config: Option<RawConfigDecl>,
     #[serde(default)]
     install: Option<String>,
 }
@@ -242,13 +358,13 @@ struct RawService {
 #[serde(deny_unknown_fields)]
 struct RawOverlay {
     extends: Spanned<String>,
-    mutant: MutantSection,
+    mutant: RawMutant,
     #[serde(default)]
     services: BTreeMap<String, Spanned<RawServiceOverlay>>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [services.<name>] table")]
 struct RawServiceOverlay {
     /// Variables added or replaced.
     #[serde(default)]
@@ -260,11 +376,14 @@ struct RawServiceOverlay {
 
 /// Read and validate a manifest. `path` may be a file or a directory holding `stack.toml`.
 pub fn load(path: &Path) -> Result<Manifest, InputErrors> {
-    let file = if path.is_dir() { path.join("stack.toml") } else { path.to_path_buf() };
-    let source = std::fs::read_to_string(&file)
-        .map_err(|e| InputError::whole_file(&file, format!("cannot read the stack manifest: {e}")))?;
-    let table: toml::Table =
-        toml::from_str(&source).map_err(|e| InputError::from_toml(&file, &source, &e))?;
+    let file = if path.is_dir() {
+        path.join("stack.toml")
+    } else {
+        path.to_path_buf()
+    };
+    let source =
+        std::fs::read_to_string(&file).map_err(|e| InputError::whole_file(&file, format!("cannot read the stack manifest: {e}")))?;
+    let table: toml::Table = toml::from_str(&source).map_err(|e| InputError::from_toml(&file, &source, &e))?;
     if table.contains_key("extends") {
         load_overlay(&file, &source)
     } else {
@@ -282,13 +401,23 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             source,
             Some(raw.extends.span()),
             "extends",
-            format!("expected the path of a base stack.toml, relative to this file; {} does not exist", base_path.display()),
+            format!(
+                "expected the path of a base stack.toml, relative to this file; {} does not exist",
+                base_path.display()
+            ),
         )
         .into());
     }
     let mut base = load(&base_path)?;
     if base.mutant.is_some() {
-        return Err(InputError::at(file, source, Some(raw.extends.span()), "extends", "an overlay must extend a base manifest, not another overlay").into());
+        return Err(InputError::at(
+            file,
+            source,
+            Some(raw.extends.span()),
+            "extends",
+            "an overlay must extend a base manifest, not another overlay",
+        )
+        .into());
     }
     let mut errors = Vec::new();
     for (name, overlay) in &raw.services {
@@ -309,15 +438,21 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         }
     }
     for id in &raw.mutant.breaks {
-        if !crate::requirements::is_known(id) {
-            errors.push(InputError::at(file, source, None, "mutant.breaks", format!("unknown requirement ID `{id}`; see `chaosgate list --requirements`")));
+        if !crate::requirements::is_known(id.get_ref()) {
+            errors.push(InputError::at(
+                file,
+                source,
+                Some(id.span()),
+                "mutant.breaks",
+                format!("unknown requirement ID `{}`; see `chaosgate list --requirements`", id.get_ref()),
+            ));
         }
     }
     if !errors.is_empty() {
-        return Err(InputErrors(errors));
+        return Err(InputErrors::in_file_order(errors));
     }
     base.file = file.to_path_buf();
-    base.mutant = Some(raw.mutant);
+    base.mutant = Some(raw.mutant.into_section());
     Ok(base)
 }
 
@@ -338,61 +473,140 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
     let mut errors = Vec::new();
     let err = |span: std::ops::Range<usize>, field: String, msg: String| InputError::at(file, source, Some(span), &field, msg);
 
-    if raw.stack.grace_period_s <= 0.0 {
-        errors.push(InputError::at(file, source, None, "stack.grace_period_s", "expected a positive number of seconds"));
+    if let Some(grace) = &raw.stack.grace_period_s
+        && !(grace.get_ref().is_finite() && *grace.get_ref() > 0.0)
+    {
+        errors.push(err(
+            grace.span(),
+            "stack.grace_period_s".into(),
+            format!("expected a positive number of seconds, got {}", grace.get_ref()),
+        ));
+    }
+    if let Some(timeout) = &raw.stack.ready_timeout_s
+        && !(timeout.get_ref().is_finite() && *timeout.get_ref() > 0.0)
+    {
+        errors.push(err(
+            timeout.span(),
+            "stack.ready_timeout_s".into(),
+            format!("expected a positive number of seconds, got {}", timeout.get_ref()),
+        ));
     }
     let names: Vec<&String> = raw.services.keys().collect();
+    let mut readies = BTreeMap::new();
     for (name, svc) in &raw.services {
         let s = svc.get_ref();
         if s.command.get_ref().is_empty() {
-            errors.push(err(s.command.span(), format!("services.{name}.command"), "expected a non-empty array: program and arguments".into()));
+            errors.push(err(
+                s.command.span(),
+                format!("services.{name}.command"),
+                "expected a non-empty array: program and arguments".into(),
+            ));
         }
         for dep in &s.depends_on {
             if !raw.services.contains_key(dep.get_ref()) {
-                errors.push(err(dep.span(), format!("services.{name}.depends_on"), format!("no service named `{}` (services: {})", dep.get_ref(), join(&names))));
+                errors.push(err(
+                    dep.span(),
+                    format!("services.{name}.depends_on"),
+                    format!("no service named `{}` (services: {})", dep.get_ref(), join(&names)),
+                ));
             }
         }
         let port_known = |p: &str| s.ports.iter().any(|x| x == p);
-        let ready_port = match s.ready.get_ref() {
-            ReadyCheck::Http { port, .. } => port,
-            ReadyCheck::Tcp { tcp } => tcp,
-        };
-        if !port_known(ready_port) {
-            errors.push(err(s.ready.span(), format!("services.{name}.ready"), format!("port `{ready_port}` is not in this service's `ports` ({})", s.ports.join(", "))));
-        }
-        if let Some(h) = &s.health {
-            if !port_known(&h.get_ref().port) {
-                errors.push(err(h.span(), format!("services.{name}.health.port"), format!("port `{}` is not in this service's `ports`", h.get_ref().port)));
+        match s.ready.get_ref().check() {
+            Some(ready) => {
+                let ready_port = match &ready {
+                    ReadyCheck::Http { port, .. } => port,
+                    ReadyCheck::Tcp { tcp } => tcp,
+                };
+                if !port_known(ready_port) {
+                    errors.push(err(
+                        s.ready.span(),
+                        format!("services.{name}.ready"),
+                        format!("port `{ready_port}` is not in this service's `ports` ({})", s.ports.join(", ")),
+                    ));
+                }
+                readies.insert(name.clone(), ready);
             }
+            None => errors.push(err(s.ready.span(), format!("services.{name}.ready"), RawReady::EXPECTED.into())),
         }
-        if let Some(r) = &s.redis {
-            if !port_known(&r.get_ref().port) {
-                errors.push(err(r.span(), format!("services.{name}.redis.port"), format!("port `{}` is not in this service's `ports`", r.get_ref().port)));
-            }
+        if let Some(h) = &s.health
+            && !port_known(&h.get_ref().port)
+        {
+            errors.push(err(
+                h.span(),
+                format!("services.{name}.health.port"),
+                format!("port `{}` is not in this service's `ports`", h.get_ref().port),
+            ));
+        }
+        if let Some(r) = &s.redis
+            && !port_known(&r.get_ref().port)
+        {
+            errors.push(err(
+                r.span(),
+                format!("services.{name}.redis.port"),
+                format!("port `{}` is not in this service's `ports`", r.get_ref().port),
+            ));
         }
         for (dest, template) in &s.files {
-            if !dir.join(template).is_file() {
-                errors.push(err(svc.span(), format!("services.{name}.files.{dest}"), format!("template `{template}` not found next to the manifest")));
+            if !dir.join(template.get_ref()).is_file() {
+                errors.push(err(
+                    template.span(),
+                    format!("services.{name}.files.{dest}"),
+                    format!("template `{}` not found next to the manifest", template.get_ref()),
+                ));
             }
         }
-        if let Some(reload) = s.config.as_ref().and_then(|c| c.reload.as_ref()) {
-            if !dir.join(&reload.template).is_file() {
-                errors.push(err(svc.span(), format!("services.{name}.config.reload.template"), format!("template `{}` not found next to the manifest", reload.template)));
+        if let Some(config) = &s.config {
+            if let Some(d) = &config.validate_deadline_s
+                && !(d.get_ref().is_finite() && *d.get_ref() > 0.0)
+            {
+                errors.push(err(
+                    d.span(),
+                    format!("services.{name}.config.validate_deadline_s"),
+                    format!("expected a positive number of seconds, got {}", d.get_ref()),
+                ));
             }
-            if nix::sys::signal::Signal::from_str_lenient(&reload.signal).is_none() {
-                errors.push(err(svc.span(), format!("services.{name}.config.reload.signal"), format!("expected a signal name such as \"HUP\", got `{}`", reload.signal)));
+            if let Some(reload) = &config.reload {
+                if !dir.join(reload.template.get_ref()).is_file() {
+                    errors.push(err(
+                        reload.template.span(),
+                        format!("services.{name}.config.reload.template"),
+                        format!("template `{}` not found next to the manifest", reload.template.get_ref()),
+                    ));
+                }
+                if nix::sys::signal::Signal::from_str_lenient(reload.signal.get_ref()).is_none() {
+                    errors.push(err(
+                        reload.signal.span(),
+                        format!("services.{name}.config.reload.signal"),
+                        format!("expected a signal name such as \"HUP\", got `{}`", reload.signal.get_ref()),
+                    ));
+                }
             }
         }
     }
     let order = match start_order(&raw.services) {
         Ok(order) => order,
         Err(cycle) => {
-            errors.push(InputError::at(file, source, None, "depends_on", format!("dependency cycle among services: {cycle}")));
+            // Point at the first dependency that closes the cycle.
+            let first = &cycle[0];
+            let span = raw.services[first]
+                .get_ref()
+                .depends_on
+                .iter()
+                .find(|d| cycle.contains(d.get_ref()))
+                .map(|d| d.span());
+            errors.push(InputError::at(
+                file,
+                source,
+                span,
+                &format!("services.{first}.depends_on"),
+                format!("dependency cycle among services: {}", cycle.join(" -> ")),
+            ));
             Vec::new()
         }
     };
     if !errors.is_empty() {
-        return Err(InputErrors(errors));
+        return Err(InputErrors::in_file_order(errors));
     }
     let services = order
         .into_iter()
@@ -404,12 +618,12 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                 command: s.command.get_ref().clone(),
                 env: s.env.clone(),
                 ports: s.ports.clone(),
-                files: s.files.iter().map(|(d, t)| (d.clone(), dir.join(t))).collect(),
+                files: s.files.iter().map(|(d, t)| (d.clone(), dir.join(t.get_ref()))).collect(),
                 depends_on: s.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
-                ready: s.ready.get_ref().clone(),
+                ready: readies.remove(&name).unwrap_or_else(|| unreachable!("every ready check was valid")),
                 health: s.health.as_ref().map(|h| h.get_ref().clone()),
                 redis: s.redis.as_ref().map(|r| r.get_ref().clone()),
-                config: s.config.clone(),
+                config: s.config.as_ref().map(RawConfigDecl::to_decl),
                 install: s.install.clone(),
             }
         })
@@ -417,7 +631,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
     Ok(Manifest {
         file: file.to_path_buf(),
         dir,
-        stack: raw.stack,
+        stack: raw.stack.into_section(),
         build: raw.build,
         secrets: raw.secrets,
         services,
@@ -429,22 +643,24 @@ fn join(names: &[&String]) -> String {
     names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// Topological order of services; an error names a cycle.
-fn start_order(services: &BTreeMap<String, Spanned<RawService>>) -> Result<Vec<String>, String> {
+/// Topological order of services; an error names the services left in a cycle.
+fn start_order(services: &BTreeMap<String, Spanned<RawService>>) -> Result<Vec<String>, Vec<String>> {
     let mut order: Vec<String> = Vec::new();
     let mut remaining: Vec<&String> = services.keys().collect();
     while !remaining.is_empty() {
         let before = remaining.len();
         remaining.retain(|name| {
             let deps = &services[*name].get_ref().depends_on;
-            let ready = deps.iter().all(|d| order.contains(d.get_ref()) || !services.contains_key(d.get_ref()));
+            let ready = deps
+                .iter()
+                .all(|d| order.contains(d.get_ref()) || !services.contains_key(d.get_ref()));
             if ready {
                 order.push((*name).clone());
             }
             !ready
         });
         if remaining.len() == before {
-            return Err(remaining.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" -> "));
+            return Err(remaining.into_iter().cloned().collect());
         }
     }
     Ok(order)

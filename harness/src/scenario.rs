@@ -25,17 +25,17 @@ pub struct Scenario {
 #[serde(deny_unknown_fields)]
 struct RawScenario {
     scenario: Header,
-    load: LoadSpec,
+    load: RawLoad,
     #[serde(default)]
     probes: ProbeSpec,
     #[serde(default, rename = "fault")]
-    faults: Vec<Spanned<FaultSpec>>,
+    faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
     settings: Settings,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [scenario] table")]
 struct Header {
     name: String,
     #[serde(default)]
@@ -46,29 +46,67 @@ struct Header {
 }
 
 /// The load the scenario drives through the stack.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct LoadSpec {
     /// Role or service name the load goes to (usually "entry").
-    #[serde(default = "default_target")]
     pub target: String,
     /// Port name on that service (default: its ready port).
-    #[serde(default)]
     pub port: Option<String>,
     pub users: usize,
     /// Users started per second (all at once when absent).
-    #[serde(default)]
     pub ramp_per_s: Option<usize>,
     /// Upper bound of the load phase; it ends earlier once the faults are done.
     pub max_duration_s: u64,
     /// Load kept after the last fault so its aftermath is recorded.
-    #[serde(default = "default_tail")]
     pub tail_s: f64,
     /// Load before the first fault, to have a baseline.
-    #[serde(default = "default_warmup")]
     pub warmup_s: f64,
-    #[serde(rename = "request")]
     pub requests: Vec<RequestSpec>,
+}
+
+/// `[load]` as written, with the spans the checks after parsing point at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [load] table")]
+struct RawLoad {
+    #[serde(default = "default_target")]
+    target: String,
+    #[serde(default)]
+    port: Option<String>,
+    users: Spanned<usize>,
+    #[serde(default)]
+    ramp_per_s: Option<usize>,
+    max_duration_s: u64,
+    #[serde(default = "default_tail")]
+    tail_s: f64,
+    #[serde(default = "default_warmup")]
+    warmup_s: f64,
+    #[serde(rename = "request")]
+    requests: Spanned<Vec<RawRequest>>,
+}
+
+impl RawLoad {
+    fn into_spec(self) -> LoadSpec {
+        LoadSpec {
+            target: self.target,
+            port: self.port,
+            users: self.users.into_inner(),
+            ramp_per_s: self.ramp_per_s,
+            max_duration_s: self.max_duration_s,
+            tail_s: self.tail_s,
+            warmup_s: self.warmup_s,
+            requests: self
+                .requests
+                .into_inner()
+                .into_iter()
+                .map(|r| RequestSpec {
+                    method: r.method.map(Spanned::into_inner).unwrap_or_else(default_method),
+                    path: r.path.into_inner(),
+                    body: r.body,
+                    weight: r.weight,
+                })
+                .collect(),
+        }
+    }
 }
 
 fn default_target() -> String {
@@ -81,16 +119,24 @@ fn default_warmup() -> f64 {
     0.5
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct RequestSpec {
-    #[serde(default = "default_method")]
     pub method: String,
     pub path: String,
-    #[serde(default)]
     pub body: Option<String>,
-    #[serde(default = "default_weight")]
     pub weight: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[load.request]] table")]
+struct RawRequest {
+    #[serde(default)]
+    method: Option<Spanned<String>>,
+    path: Spanned<String>,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default = "default_weight")]
+    weight: u32,
 }
 
 fn default_method() -> String {
@@ -128,37 +174,72 @@ fn default_interval() -> u64 {
 }
 
 /// One fault of the schedule. Faults run one after another, in file order.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct FaultSpec {
     pub action: FaultAction,
     /// Role or service name.
     pub target: String,
     /// For `signal` and `outage`: the signal ("TERM", "KILL", "HUP", "STOP", ...).
-    #[serde(default)]
     pub signal: Option<String>,
     /// Seconds after the previous fault ended (or the warm-up) before this one fires.
-    #[serde(default)]
     pub after_s: f64,
     /// Fire only once this holds (checked after `after_s`).
-    #[serde(default)]
     pub when: Option<Condition>,
     /// How long to wait for `when` before giving up (the fault is then recorded as not landed).
-    #[serde(default = "default_when_timeout")]
     pub when_timeout_s: f64,
     /// For `outage` and `pause`: how long the service stays down.
-    #[serde(default)]
     pub down_s: Option<f64>,
     /// For `bad-config`: "missing" or "malformed".
-    #[serde(default)]
     pub defect: Option<String>,
     /// For `reload-config` and `env-change`: the new value (default derived from the seed).
-    #[serde(default)]
     pub value: Option<String>,
 }
 
-fn default_when_timeout() -> f64 {
-    10.0
+/// A `[[fault]]` as written, with the spans of the values the checks after parsing look at.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[fault]] table")]
+struct RawFault {
+    action: FaultAction,
+    target: String,
+    #[serde(default)]
+    signal: Option<Spanned<String>>,
+    #[serde(default)]
+    after_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    when: Option<Condition>,
+    #[serde(default = "default_when_timeout_spanned")]
+    when_timeout_s: Spanned<f64>,
+    #[serde(default)]
+    down_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    defect: Option<Spanned<String>>,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+impl RawFault {
+    fn into_spec(self) -> FaultSpec {
+        FaultSpec {
+            action: self.action,
+            target: self.target,
+            signal: self.signal.map(Spanned::into_inner),
+            after_s: self.after_s.map(Spanned::into_inner).unwrap_or(0.0),
+            when: self.when,
+            when_timeout_s: self.when_timeout_s.into_inner(),
+            down_s: self.down_s.map(Spanned::into_inner),
+            defect: self.defect.map(Spanned::into_inner),
+            value: self.value,
+        }
+    }
+}
+
+fn default_when_timeout_spanned() -> Spanned<f64> {
+    Spanned::new(0..0, 10.0)
+}
+
+/// A duration in seconds that `Duration::from_secs_f64` accepts.
+fn seconds(s: f64) -> bool {
+    s.is_finite() && s >= 0.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -250,55 +331,125 @@ impl Default for Settings {
 
 /// Read and validate one scenario file.
 pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|e| InputError::whole_file(path, format!("cannot read the scenario: {e}")))?;
+    let source = std::fs::read_to_string(path).map_err(|e| InputError::whole_file(path, format!("cannot read the scenario: {e}")))?;
     let raw: RawScenario = toml::from_str(&source).map_err(|e| InputError::from_toml(path, &source, &e))?;
     let mut errors = Vec::new();
     let err = |span, field: &str, msg: String| InputError::at(path, &source, Some(span), field, msg);
 
     for id in &raw.scenario.covers {
         if !crate::requirements::is_known(id.get_ref()) {
-            errors.push(err(id.span(), "scenario.covers", format!("unknown requirement ID `{}`; `chaosgate list --requirements` shows them", id.get_ref())));
+            errors.push(err(
+                id.span(),
+                "scenario.covers",
+                format!(
+                    "unknown requirement ID `{}`; `chaosgate list --requirements` shows them",
+                    id.get_ref()
+                ),
+            ));
         }
     }
-    if raw.load.users == 0 {
-        errors.push(InputError::at(path, &source, None, "load.users", "expected at least 1 user"));
+    let load = &raw.load;
+    if *load.users.get_ref() == 0 {
+        errors.push(err(load.users.span(), "load.users", "expected at least 1 user".into()));
     }
-    if raw.load.requests.is_empty() {
-        errors.push(InputError::at(path, &source, None, "load.request", "expected at least one [[load.request]]"));
+    if load.requests.get_ref().is_empty() {
+        errors.push(err(
+            load.requests.span(),
+            "load.request",
+            "expected at least one [[load.request]]".into(),
+        ));
     }
-    for (i, r) in raw.load.requests.iter().enumerate() {
-        if !["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"].contains(&r.method.as_str()) {
-            errors.push(InputError::at(path, &source, None, &format!("load.request[{i}].method"), format!("expected GET, POST, PUT, DELETE, HEAD or PATCH, got `{}`", r.method)));
+    for (i, r) in load.requests.get_ref().iter().enumerate() {
+        if let Some(method) = &r.method
+            && !["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"].contains(&method.get_ref().as_str())
+        {
+            errors.push(err(
+                method.span(),
+                &format!("load.request[{i}].method"),
+                format!("expected GET, POST, PUT, DELETE, HEAD or PATCH, got `{}`", method.get_ref()),
+            ));
         }
-        if !r.path.starts_with('/') {
-            errors.push(InputError::at(path, &source, None, &format!("load.request[{i}].path"), format!("expected a path starting with '/', got `{}`", r.path)));
+        if !r.path.get_ref().starts_with('/') {
+            errors.push(err(
+                r.path.span(),
+                &format!("load.request[{i}].path"),
+                format!("expected a path starting with '/', got `{}`", r.path.get_ref()),
+            ));
         }
     }
     for (i, f) in raw.faults.iter().enumerate() {
-        let span = f.span();
+        // Where a value is given, point at it; where one is missing, at the [[fault]].
+        let header = f.span();
         let spec = f.get_ref();
         let field = |name: &str| format!("fault[{i}].{name}");
         let needs_signal = matches!(spec.action, FaultAction::Signal | FaultAction::Outage);
         match &spec.signal {
-            Some(sig) if nix::sys::signal::Signal::from_str_lenient(sig).is_none() => {
-                errors.push(err(span.clone(), &field("signal"), format!("expected a signal name (TERM, KILL, HUP, STOP, CONT, INT, QUIT), got `{sig}`")));
+            Some(sig) if nix::sys::signal::Signal::from_str_lenient(sig.get_ref()).is_none() => {
+                errors.push(err(
+                    sig.span(),
+                    &field("signal"),
+                    format!(
+                        "expected a signal name (TERM, KILL, HUP, STOP, CONT, INT, QUIT), got `{}`",
+                        sig.get_ref()
+                    ),
+                ));
             }
-            None if needs_signal => errors.push(err(span.clone(), &field("signal"), format!("required for action = \"{}\"", action_name(spec.action)))),
+            None if needs_signal => errors.push(err(
+                header.clone(),
+                &field("signal"),
+                format!("required for action = \"{}\"", action_name(spec.action)),
+            )),
             _ => {}
         }
-        if matches!(spec.action, FaultAction::Outage | FaultAction::Pause) && spec.down_s.is_none() {
-            errors.push(err(span.clone(), &field("down_s"), "required for this action: seconds the service stays down".into()));
+        if matches!(spec.action, FaultAction::Outage | FaultAction::Pause) {
+            match &spec.down_s {
+                None => errors.push(err(
+                    header.clone(),
+                    &field("down_s"),
+                    "required for this action: seconds the service stays down".into(),
+                )),
+                Some(d) if !seconds(*d.get_ref()) => errors.push(err(
+                    d.span(),
+                    &field("down_s"),
+                    format!("expected a number of seconds ≥ 0, got {}", d.get_ref()),
+                )),
+                Some(_) => {}
+            }
         }
-        if spec.action == FaultAction::BadConfig && !matches!(spec.defect.as_deref(), Some("missing") | Some("malformed")) {
-            errors.push(err(span.clone(), &field("defect"), "expected \"missing\" or \"malformed\"".into()));
+        if spec.action == FaultAction::BadConfig {
+            match &spec.defect {
+                Some(d) if matches!(d.get_ref().as_str(), "missing" | "malformed") => {}
+                Some(d) => errors.push(err(
+                    d.span(),
+                    &field("defect"),
+                    format!("expected \"missing\" or \"malformed\", got `{}`", d.get_ref()),
+                )),
+                None => errors.push(err(
+                    header.clone(),
+                    &field("defect"),
+                    "required for action = \"bad-config\": \"missing\" or \"malformed\"".into(),
+                )),
+            }
         }
-        if spec.after_s < 0.0 {
-            errors.push(err(span.clone(), &field("after_s"), "expected a number of seconds ≥ 0".into()));
+        if let Some(after) = &spec.after_s
+            && !seconds(*after.get_ref())
+        {
+            errors.push(err(
+                after.span(),
+                &field("after_s"),
+                format!("expected a number of seconds ≥ 0, got {}", after.get_ref()),
+            ));
+        }
+        if !seconds(*spec.when_timeout_s.get_ref()) {
+            errors.push(err(
+                spec.when_timeout_s.span(),
+                &field("when_timeout_s"),
+                format!("expected a number of seconds ≥ 0, got {}", spec.when_timeout_s.get_ref()),
+            ));
         }
     }
     if !errors.is_empty() {
-        return Err(InputErrors(errors));
+        return Err(InputErrors::in_file_order(errors));
     }
     Ok(Scenario {
         file: path.to_path_buf(),
@@ -306,9 +457,9 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
         description: raw.scenario.description,
         covers: raw.scenario.covers.into_iter().map(|c| c.into_inner()).collect(),
         seed: raw.scenario.seed,
-        load: raw.load,
+        load: raw.load.into_spec(),
         probes: raw.probes,
-        faults: raw.faults.into_iter().map(|f| f.into_inner()).collect(),
+        faults: raw.faults.into_iter().map(|f| f.into_inner().into_spec()).collect(),
         settings: raw.settings,
     })
 }
@@ -340,5 +491,9 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, InputErrors> {
             Err(e) => errors.extend(e.0),
         }
     }
-    if errors.is_empty() { Ok(scenarios) } else { Err(InputErrors(errors)) }
+    if errors.is_empty() {
+        Ok(scenarios)
+    } else {
+        Err(InputErrors(errors))
+    }
 }

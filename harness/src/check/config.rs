@@ -18,21 +18,45 @@ pub fn cf_env(input: &CheckInput<'_>) -> Verdict {
     let expected = "after a restart with the variable changed, the service shows the new value";
     faults_where(input, |d| matches!(d, FaultDetail::EnvRestart { .. }))
         .map(|f| {
-            let FaultDetail::EnvRestart { variable, value, ready_at, observed } = &f.detail else {
+            let FaultDetail::EnvRestart {
+                variable,
+                value,
+                ready_at,
+                observed,
+            } = &f.detail
+            else {
                 unreachable!("filtered above")
             };
             if !f.landed || ready_at.is_none() {
-                return inconclusive(ID, format!("the restart with a changed variable did not happen: {}", f.proof), expected);
+                return inconclusive(
+                    ID,
+                    format!("the restart with a changed variable did not happen: {}", f.proof),
+                    expected,
+                );
             }
             if observed.is_empty() {
                 return inconclusive(ID, "the changed value could not be read back (no probe answered)", expected);
             }
             let wrong: Vec<&String> = observed.iter().filter(|o| *o != value).collect();
             if wrong.is_empty() {
-                Verdict::new(ID, Outcome::Pass, format!("{variable}={value:?} → served {value:?} in {} of {} probes", observed.len(), observed.len()), expected)
+                Verdict::new(
+                    ID,
+                    Outcome::Pass,
+                    format!(
+                        "{variable}={value:?} → served {value:?} in {} of {} probes",
+                        observed.len(),
+                        observed.len()
+                    ),
+                    expected,
+                )
             } else {
-                Verdict::new(ID, Outcome::Fail, format!("{variable}={value:?} but the service showed {:?}", wrong[0]), expected)
-                    .with_evidence(format!("observed: {}", observed.join(", ")))
+                Verdict::new(
+                    ID,
+                    Outcome::Fail,
+                    format!("{variable}={value:?} but the service showed {:?}", wrong[0]),
+                    expected,
+                )
+                .with_evidence(format!("observed: {}", observed.join(", ")))
             }
         })
         .reduce(Verdict::merge)
@@ -51,7 +75,18 @@ pub fn cf_validate(input: &CheckInput<'_>) -> Verdict {
     let mut passes = Vec::new();
     let mut not_landed = Vec::new();
     for f in &records {
-        let FaultDetail::BadConfigStart { variable, value, exit, exited_after_ms, deadline_ms, served, message_names_variable, log_tail, .. } = &f.detail else {
+        let FaultDetail::BadConfigStart {
+            variable,
+            value,
+            exit,
+            exited_after_ms,
+            deadline_ms,
+            served,
+            message_names_variable,
+            log_tail,
+            ..
+        } = &f.detail
+        else {
             continue;
         };
         if !f.landed {
@@ -66,7 +101,10 @@ pub fn cf_validate(input: &CheckInput<'_>) -> Verdict {
         match (exit, exited_after_ms) {
             (Some(e), Some(after)) if e.code.is_some_and(|c| c != 0) => {
                 if !message_names_variable {
-                    problems.push(format!("exited after {after} ms ({}) but its output does not name {variable}", e.describe()));
+                    problems.push(format!(
+                        "exited after {after} ms ({}) but its output does not name {variable}",
+                        e.describe()
+                    ));
                 }
             }
             (Some(e), Some(after)) => problems.push(format!("exited after {after} ms with {}, not a non-zero status", e.describe())),
@@ -76,7 +114,11 @@ pub fn cf_validate(input: &CheckInput<'_>) -> Verdict {
             problems.push("answered HTTP while misconfigured".to_string());
         }
         if problems.is_empty() {
-            passes.push(format!("{what}: exited after {} ms ({}), naming it", exited_after_ms.unwrap_or(0), exit.map(|e| e.describe()).unwrap_or_default()));
+            passes.push(format!(
+                "{what}: exited after {} ms ({}), naming it",
+                exited_after_ms.unwrap_or(0),
+                exit.map(|e| e.describe()).unwrap_or_default()
+            ));
         } else {
             failures.push(format!("{what}: {}", problems.join(", ")));
             if !log_tail.is_empty() {
@@ -89,7 +131,12 @@ pub fn cf_validate(input: &CheckInput<'_>) -> Verdict {
     } else if let Some(first) = not_landed.first() {
         Verdict::new(ID, Outcome::Inconclusive, first.clone(), expected)
     } else {
-        Verdict::new(ID, Outcome::Pass, format!("{} bad configurations, each refused at startup", passes.len()), expected)
+        Verdict::new(
+            ID,
+            Outcome::Pass,
+            format!("{} bad configurations, each refused at startup", passes.len()),
+            expected,
+        )
     };
     v.evidence.extend(failures);
     v.evidence.extend(not_landed);
@@ -117,7 +164,8 @@ pub fn cf_hot(input: &CheckInput<'_>) -> Verdict {
             match observed_at {
                 Some(at) => {
                     if at.saturating_sub(f.injected_at) > deadline * 1000 {
-                        problems.push(format!("{setting}={value:?} in effect only {} after {signal}, past the {deadline} ms deadline", rel(*at, f.injected_at)));
+                        let took = rel(*at, f.injected_at);
+                        problems.push(format!("{setting}={value:?} in effect only {took} after {signal}, past the {deadline} ms deadline"));
                     }
                     if pid_after != &Some(*pid_before) {
                         problems.push(match pid_after {

@@ -112,7 +112,11 @@ impl LoadShared {
         if let Some(body) = &spec.body {
             builder = builder.header("content-type", "application/json").body(body.clone());
         }
-        let request = GooseRequest::builder().method(spec.method.clone()).path(spec.path.as_str()).set_request_builder(builder).build();
+        let request = GooseRequest::builder()
+            .method(spec.method)
+            .path(spec.path.as_str())
+            .set_request_builder(builder)
+            .build();
         let mut record = RequestRecord {
             start,
             end: start,
@@ -126,10 +130,10 @@ impl LoadShared {
             Ok(goose) => match goose.response {
                 Ok(response) => {
                     record.status = response.status().as_u16();
-                    if let Some(header) = &self.version_header {
-                        if let Some(v) = response.headers().get(header).and_then(|v| v.to_str().ok()) {
-                            record.version = self.recorder.intern_version(v);
-                        }
+                    if let Some(header) = &self.version_header
+                        && let Some(v) = response.headers().get(header).and_then(|v| v.to_str().ok())
+                    {
+                        record.version = self.recorder.intern_version(v);
                     }
                     let expected = response.content_length();
                     match response.bytes().await {

@@ -33,15 +33,26 @@ fn health_addr_and_path(n: &Nemesis<'_>, svc: &Service) -> Option<(std::net::Soc
 pub async fn bad_config(n: &Nemesis<'_>, first_index: usize, svc: &Service, defect: &str) -> Vec<FaultRecord> {
     let decl = svc.config.as_ref();
     let cases: Vec<(String, Option<String>)> = match defect {
-        "missing" => decl.map(|c| c.required_env.iter().map(|v| (v.clone(), None)).collect()).unwrap_or_default(),
+        "missing" => decl
+            .map(|c| c.required_env.iter().map(|v| (v.clone(), None)).collect())
+            .unwrap_or_default(),
         _ => decl
             .map(|c| c.malformed_env.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect())
             .unwrap_or_default(),
     };
     let deadline = Duration::from_secs_f64(decl.map(|c| c.validate_deadline_s).unwrap_or(5.0));
     if cases.is_empty() {
-        let why = format!("service `{}` declares no {} variables (config.required_env / config.malformed_env)", svc.name, defect);
-        return vec![n.not_landed(first_index, format!("{defect} config for {}", svc.name), &svc.name, why, bad_detail(defect, "", None, deadline))];
+        let why = format!(
+            "service `{}` declares no {} variables (config.required_env / config.malformed_env)",
+            svc.name, defect
+        );
+        return vec![n.not_landed(
+            first_index,
+            format!("{defect} config for {}", svc.name),
+            &svc.name,
+            why,
+            bad_detail(defect, "", None, deadline),
+        )];
     }
     let mut records = Vec::new();
     for (variable, value) in cases {
@@ -88,7 +99,13 @@ async fn one_bad_start(
     let injected_at = n.now();
     let started = Instant::now();
     if let Err(e) = n.backend.start(&svc.name, &overrides).await {
-        return n.not_landed(index, label, &svc.name, format!("could not start it: {e}"), bad_detail(defect, variable, value, deadline));
+        return n.not_landed(
+            index,
+            label,
+            &svc.name,
+            format!("could not start it: {e}"),
+            bad_detail(defect, variable, value, deadline),
+        );
     }
     let client = probe_client(Duration::from_millis(200));
     let probe = health_addr_and_path(n, svc);
@@ -99,10 +116,10 @@ async fn one_bad_start(
             exit = Some(e);
             break;
         }
-        if let Some((addr, path)) = &probe {
-            if get(&client, *addr, path, None).await.status != 0 {
-                served = true;
-            }
+        if let Some((addr, path)) = &probe
+            && get(&client, *addr, path, None).await.status != 0
+        {
+            served = true;
         }
     }
     let exited_after_ms = exit.map(|_| started.elapsed().as_millis() as u64);
@@ -136,7 +153,15 @@ async fn one_bad_start(
             deadline_ms: deadline.as_millis() as u64,
             served,
             message_names_variable: names,
-            log_tail: output.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"),
+            log_tail: output
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n"),
         },
     };
     match n.heal(&svc.name).await {
@@ -150,7 +175,12 @@ async fn one_bad_start(
 pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &str) -> FaultRecord {
     let Some(obs) = svc.config.as_ref().and_then(|c| c.env_observable.as_ref()) else {
         let why = format!("service `{}` declares no config.env_observable", svc.name);
-        let detail = FaultDetail::EnvRestart { variable: String::new(), value: value.into(), ready_at: None, observed: vec![] };
+        let detail = FaultDetail::EnvRestart {
+            variable: String::new(),
+            value: value.into(),
+            ready_at: None,
+            observed: vec![],
+        };
         return n.not_landed(index, format!("env change on {}", svc.name), &svc.name, why, detail);
     };
     let label = format!("{} restarted with {}={value:?}", svc.name, obs.variable);
@@ -158,7 +188,12 @@ pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &st
     let mut overrides = EnvOverrides::default();
     overrides.set.insert(obs.variable.clone(), value.to_string());
     let injected_at = n.now();
-    let mut detail = FaultDetail::EnvRestart { variable: obs.variable.clone(), value: value.into(), ready_at: None, observed: vec![] };
+    let mut detail = FaultDetail::EnvRestart {
+        variable: obs.variable.clone(),
+        value: value.into(),
+        ready_at: None,
+        observed: vec![],
+    };
     let ready = async {
         n.backend.start(&svc.name, &overrides).await.map_err(|e| e.to_string())?;
         n.backend
@@ -167,7 +202,13 @@ pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &st
             .map_err(|e| e.to_string())
     };
     if let Err(e) = ready.await {
-        let record = n.not_landed(index, label, &svc.name, format!("did not come up with the changed variable: {e}"), detail);
+        let record = n.not_landed(
+            index,
+            label,
+            &svc.name,
+            format!("did not come up with the changed variable: {e}"),
+            detail,
+        );
         let _ = n.heal(&svc.name).await;
         return record;
     }
@@ -183,7 +224,10 @@ pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &st
             observed.push(answer.header.unwrap_or_else(|| "(no header)".into()));
         }
     }
-    if let FaultDetail::EnvRestart { ready_at: r, observed: o, .. } = &mut detail {
+    if let FaultDetail::EnvRestart {
+        ready_at: r, observed: o, ..
+    } = &mut detail
+    {
         *r = Some(ready_at);
         *o = observed;
     }
@@ -196,7 +240,11 @@ pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &st
         injected_at,
         healed_at: None,
         landed: true,
-        proof: format!("restarted with {}={value:?}; ready again after {} ms", obs.variable, (ready_at - injected_at) / 1000),
+        proof: format!(
+            "restarted with {}={value:?}; ready again after {} ms",
+            obs.variable,
+            (ready_at - injected_at) / 1000
+        ),
         detail,
     };
     match n.heal(&svc.name).await {
@@ -211,10 +259,22 @@ pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &st
 pub async fn reload_config(n: &Nemesis<'_>, index: usize, svc: &Service, value: &str) -> FaultRecord {
     let Some(reload) = svc.config.as_ref().and_then(|c| c.reload.as_ref()) else {
         let why = format!("service `{}` declares no reloadable setting (config.reload)", svc.name);
-        let detail = FaultDetail::ConfigReload { setting: String::new(), value: value.into(), signal: String::new(), pid_before: 0, pid_after: None, observed_at: None };
+        let detail = FaultDetail::ConfigReload {
+            setting: String::new(),
+            value: value.into(),
+            signal: String::new(),
+            pid_before: 0,
+            pid_after: None,
+            observed_at: None,
+        };
         return n.not_landed(index, format!("reload on {}", svc.name), &svc.name, why, detail);
     };
-    let label = format!("{} = {value:?} reloaded by SIG{} on {}", reload.setting, reload.signal.trim_start_matches("SIG"), svc.name);
+    let label = format!(
+        "{} = {value:?} reloaded by SIG{} on {}",
+        reload.setting,
+        reload.signal.trim_start_matches("SIG"),
+        svc.name
+    );
     let mut detail = FaultDetail::ConfigReload {
         setting: reload.setting.clone(),
         value: value.into(),
@@ -230,7 +290,10 @@ pub async fn reload_config(n: &Nemesis<'_>, index: usize, svc: &Service, value: 
     let template = n.manifest.dir.join(&reload.template);
     let dest = n.plan.service(&svc.name).map(|p| p.dir.join(&reload.file));
     let written = match dest {
-        Some(dest) => n.plan.render_file(&svc.name, &template, &dest, &overrides).map_err(|e| e.to_string()),
+        Some(dest) => n
+            .plan
+            .render_file(&svc.name, &template, &dest, &overrides)
+            .map_err(|e| e.to_string()),
         None => Err("no service directory".to_string()),
     };
     if let Err(e) = written {
@@ -256,7 +319,13 @@ pub async fn reload_config(n: &Nemesis<'_>, index: usize, svc: &Service, value: 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let pid_after = n.backend.pid(&svc.name);
-    if let FaultDetail::ConfigReload { pid_before: b, pid_after: a, observed_at: o, .. } = &mut detail {
+    if let FaultDetail::ConfigReload {
+        pid_before: b,
+        pid_after: a,
+        observed_at: o,
+        ..
+    } = &mut detail
+    {
         *b = pid_before;
         *a = pid_after;
         *o = observed_at;
@@ -268,7 +337,12 @@ pub async fn reload_config(n: &Nemesis<'_>, index: usize, svc: &Service, value: 
         injected_at,
         healed_at: None,
         landed: true,
-        proof: format!("wrote {}={value:?} into {}; {} delivered to pid {pid_before}", reload.setting, reload.file, sig.as_str()),
+        proof: format!(
+            "wrote {}={value:?} into {}; {} delivered to pid {pid_before}",
+            reload.setting,
+            reload.file,
+            sig.as_str()
+        ),
         detail,
     }
 }

@@ -97,7 +97,9 @@ impl ProcessBackend {
                 None => false,
             },
             ReadyCheck::Http { http, port } => match svc.addr(port) {
-                Some(addr) => http_get_status(addr, http, Duration::from_millis(1000)).await.is_some_and(|s| (200..300).contains(&s)),
+                Some(addr) => http_get_status(addr, http, Duration::from_millis(1000))
+                    .await
+                    .is_some_and(|s| (200..300).contains(&s)),
                 None => false,
             },
         }
@@ -144,7 +146,9 @@ fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
 }
 
 pub fn tail_of_file(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -155,7 +159,12 @@ impl Backend for ProcessBackend {
         let svc = self.service(service)?;
         let program = self.resolve(svc)?;
         let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&svc.log)?;
-        writeln!(log, "--- chaosgate: starting {} at +{} ms ---", svc.name, self.recorder.clock.now() / 1000)?;
+        writeln!(
+            log,
+            "--- chaosgate: starting {} at +{} ms ---",
+            svc.name,
+            self.recorder.clock.now() / 1000
+        )?;
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(&svc.argv[1..])
             .current_dir(&svc.dir)
@@ -182,7 +191,10 @@ impl Backend for ProcessBackend {
             cmd.env(k, v);
         }
         cmd.env(RUN_TAG, &self.run_id).env(SERVICE_TAG, &svc.name);
-        let mut child = cmd.spawn().map_err(|source| StackError::Spawn { service: svc.name.clone(), source })?;
+        let mut child = cmd.spawn().map_err(|source| StackError::Spawn {
+            service: svc.name.clone(),
+            source,
+        })?;
         let pid = child.id().unwrap_or(0);
         let (tx, rx) = watch::channel(None);
         self.running().insert(svc.name.clone(), Running { pid, exit: rx });
@@ -209,19 +221,24 @@ impl Backend for ProcessBackend {
             ReadyCheck::Http { http, port } => format!("GET {http} on port `{port}` answering 2xx"),
         };
         loop {
-            if let Some((_, exit)) = self.current(service) {
-                if let Some(exit) = *exit.borrow() {
-                    return Err(StackError::ExitedEarly {
-                        service: service.to_string(),
-                        exit: exit.describe(),
-                        log: svc.log.clone(),
-                        tail: tail_of_file(&svc.log, 15),
-                    });
-                }
+            if let Some((_, exit)) = self.current(service)
+                && let Some(exit) = *exit.borrow()
+            {
+                return Err(StackError::ExitedEarly {
+                    service: service.to_string(),
+                    exit: exit.describe(),
+                    log: svc.log.clone(),
+                    tail: tail_of_file(&svc.log, 15),
+                });
             }
             if self.probe_ready(svc).await {
                 let took = started.elapsed();
-                self.recorder.event(service, ServiceEventKind::Ready { after_ms: took.as_millis() as u64 });
+                self.recorder.event(
+                    service,
+                    ServiceEventKind::Ready {
+                        after_ms: took.as_millis() as u64,
+                    },
+                );
                 return Ok(took);
             }
             if started.elapsed() >= deadline {
@@ -256,9 +273,20 @@ impl Backend for ProcessBackend {
     }
 
     async fn signal(&self, service: &str, signal: Signal) -> Result<u32, StackError> {
-        let pid = self.alive_pid(service).ok_or_else(|| StackError::NotRunning { service: service.to_string() })?;
-        kill(Pid::from_raw(pid as i32), signal).map_err(|source| StackError::Signal { service: service.to_string(), source })?;
-        self.recorder.event(service, ServiceEventKind::Signalled { pid, signal: signal.as_str().to_string() });
+        let pid = self.alive_pid(service).ok_or_else(|| StackError::NotRunning {
+            service: service.to_string(),
+        })?;
+        kill(Pid::from_raw(pid as i32), signal).map_err(|source| StackError::Signal {
+            service: service.to_string(),
+            source,
+        })?;
+        self.recorder.event(
+            service,
+            ServiceEventKind::Signalled {
+                pid,
+                signal: signal.as_str().to_string(),
+            },
+        );
         Ok(pid)
     }
 

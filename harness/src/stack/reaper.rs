@@ -302,7 +302,16 @@ mod tests {
             .env(SERVICE_TAG, "sleeper")
             .spawn()
             .expect("spawn sleep");
-        let found = tagged_processes(Some(&run), Some("sleeper"));
+        // Until the child has exec'd, /proc shows the environment it inherited,
+        // without the tag: wait for the tag to show.
+        let since = std::time::Instant::now();
+        let found = loop {
+            let found = tagged_processes(Some(&run), Some("sleeper"));
+            if !found.is_empty() || since.elapsed() > std::time::Duration::from_secs(5) {
+                break found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].pid, child.id());
         let killed = kill_run(&run);
