@@ -55,7 +55,10 @@ async fn harness_load(url: &str, users: usize, seconds: u64) -> (f64, usize, usi
         max_duration_s: seconds,
         tail_s: 0.0,
         warmup_s: 0.0,
-        requests: vec![RequestSpec { method: "GET".into(), path: "/nginx-health".into(), body: None, weight: 1 }],
+        rate_per_s: None,
+        think_ms: 0,
+        think_max_ms: None,
+        requests: vec![RequestSpec { method: "GET".into(), path: "/nginx-health".into(), body: None, weight: 1, expect: vec![] }],
     };
     let recorder = Arc::new(Recorder::new(RunClock::start()));
     let shared = Arc::new(LoadShared::new(&spec, 1, None, recorder.clone()));

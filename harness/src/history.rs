@@ -275,12 +275,68 @@ pub struct History {
     pub versions: Vec<String>,
     /// The request mix, by index, as "METHOD path".
     pub routes: Vec<String>,
+    /// Statuses each route expects, by index; empty means any 2xx or 3xx.
+    #[serde(default)]
+    pub route_expect: Vec<Vec<u16>>,
     pub probes: Vec<ProbeSample>,
     pub events: Vec<ServiceEvent>,
     pub faults: Vec<FaultRecord>,
     pub findings: Vec<Finding>,
     /// When the load started and stopped.
     pub load_window: Option<(Micros, Micros)>,
+    /// What the declared Redis said about itself, and the audit of acknowledged writes.
+    #[serde(default)]
+    pub redis: RedisRecord,
+}
+
+/// Redis observations: its configuration and persistence state, whether it
+/// refuses a client without the password, and the acknowledged writes.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedisRecord {
+    pub samples: Vec<RedisSample>,
+    /// Writes the app acknowledged (2xx), in the order they were answered.
+    pub acknowledged: Vec<AckedWrite>,
+    /// The comparison of `acknowledged` with what Redis held at the end.
+    pub audit: Option<WriteAudit>,
+}
+
+/// One look at a Redis service (CONFIG GET, INFO persistence, an unauthenticated PING).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedisSample {
+    pub at: Micros,
+    pub service: String,
+    /// Whether the declared Redis serves a broker (a worker service depends on it).
+    pub broker: bool,
+    /// `CONFIG GET` values by name (appendonly, appendfsync, save, maxmemory, maxmemory-policy, dir, dbfilename).
+    pub config: std::collections::BTreeMap<String, String>,
+    /// `INFO persistence` fields, after a BGSAVE the harness asked for.
+    pub persistence: std::collections::BTreeMap<String, String>,
+    /// Size of the RDB file in the configured dir, if it exists.
+    pub rdb_file_bytes: Option<u64>,
+    /// What a client without the password got for PING.
+    pub unauthenticated_reply: String,
+    pub unauthenticated_refused: bool,
+    /// Why the sample is incomplete, if it is.
+    pub error: Option<String>,
+}
+
+/// One write the app answered with 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckedWrite {
+    pub at: Micros,
+    pub route: u16,
+    pub id: u64,
+}
+
+/// Acknowledged writes looked up in Redis after the faults.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAudit {
+    pub at: Micros,
+    pub service: String,
+    pub checked: u64,
+    /// Redis keys of acknowledged writes that were not there.
+    pub missing: Vec<String>,
+    pub error: Option<String>,
 }
 
 impl History {
@@ -289,6 +345,15 @@ impl History {
             .get(index as usize)
             .map(String::as_str)
             .unwrap_or("")
+    }
+
+    /// Whether a request got what its route expects (a status it lists, or any
+    /// 2xx/3xx when it lists none) with no transport error.
+    pub fn as_expected(&self, r: &RequestRecord) -> bool {
+        match self.route_expect.get(r.route as usize) {
+            Some(expect) if !expect.is_empty() => !r.error.is_error() && expect.contains(&r.status),
+            _ => r.ok(),
+        }
     }
 
     pub fn probes_of<'a>(
@@ -341,8 +406,11 @@ impl Recorder {
         f(&mut guard)
     }
 
-    pub fn set_routes(&self, routes: Vec<String>) {
-        self.with(|h| h.routes = routes);
+    pub fn set_routes(&self, routes: Vec<String>, expect: Vec<Vec<u16>>) {
+        self.with(|h| {
+            h.routes = routes;
+            h.route_expect = expect;
+        });
     }
 
     pub fn intern_version(&self, version: &str) -> u16 {
@@ -390,6 +458,19 @@ impl Recorder {
 
     pub fn fault(&self, record: FaultRecord) {
         self.with(|h| h.faults.push(record));
+    }
+
+    /// A write the app acknowledged (2xx).
+    pub fn acked_write(&self, write: AckedWrite) {
+        self.with(|h| h.redis.acknowledged.push(write));
+    }
+
+    pub fn redis_sample(&self, sample: RedisSample) {
+        self.with(|h| h.redis.samples.push(sample));
+    }
+
+    pub fn write_audit(&self, audit: WriteAudit) {
+        self.with(|h| h.redis.audit = Some(audit));
     }
 
     pub fn finding(&self, finding: Finding) {

@@ -61,6 +61,11 @@ pub struct LoadSpec {
     pub tail_s: f64,
     /// Load before the first fault, to have a baseline.
     pub warmup_s: f64,
+    /// Cap on requests per second across all users (goose's throttle).
+    pub rate_per_s: Option<usize>,
+    /// Think time each user waits between requests: fixed, or a uniform range up to `think_max_ms`.
+    pub think_ms: u64,
+    pub think_max_ms: Option<u64>,
     pub requests: Vec<RequestSpec>,
 }
 
@@ -80,6 +85,12 @@ struct RawLoad {
     tail_s: f64,
     #[serde(default = "default_warmup")]
     warmup_s: f64,
+    #[serde(default)]
+    rate_per_s: Option<usize>,
+    #[serde(default)]
+    think_ms: u64,
+    #[serde(default)]
+    think_max_ms: Option<u64>,
     #[serde(rename = "request")]
     requests: Spanned<Vec<RawRequest>>,
 }
@@ -94,6 +105,9 @@ impl RawLoad {
             max_duration_s: self.max_duration_s,
             tail_s: self.tail_s,
             warmup_s: self.warmup_s,
+            rate_per_s: self.rate_per_s,
+            think_ms: self.think_ms,
+            think_max_ms: self.think_max_ms,
             requests: self
                 .requests
                 .into_inner()
@@ -103,6 +117,7 @@ impl RawLoad {
                     path: r.path.into_inner(),
                     body: r.body,
                     weight: r.weight,
+                    expect: r.expect,
                 })
                 .collect(),
         }
@@ -125,6 +140,8 @@ pub struct RequestSpec {
     pub path: String,
     pub body: Option<String>,
     pub weight: u32,
+    /// Statuses this request is expected to get; empty means any 2xx or 3xx.
+    pub expect: Vec<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +154,8 @@ struct RawRequest {
     body: Option<String>,
     #[serde(default = "default_weight")]
     weight: u32,
+    #[serde(default)]
+    expect: Vec<u16>,
 }
 
 fn default_method() -> String {

@@ -3,7 +3,7 @@
 //! body (a truncated body is a failure) and records it.
 
 use super::classify::classify;
-use crate::history::{Recorder, RequestRecord, TransportError};
+use crate::history::{AckedWrite, Recorder, RequestRecord, TransportError};
 use crate::scenario::LoadSpec;
 use goose::prelude::*;
 use std::sync::Arc;
@@ -15,7 +15,13 @@ struct PreparedRequest {
     method: GooseMethod,
     path: String,
     body: Option<String>,
+    /// The path carries `{n}`: each request gets a unique number there, and a
+    /// write acknowledged with 2xx is recorded by that number.
+    numbered: bool,
 }
+
+/// Placeholder in a request path replaced by a number unique in the run.
+pub const ID_PLACEHOLDER: &str = "{n}";
 
 /// State shared by every simulated user and by the nemesis (which watches
 /// the in-flight count to fire "when N requests are in flight").
@@ -26,6 +32,8 @@ pub struct LoadShared {
     cumulative_weights: Vec<u32>,
     seed: u64,
     picks: AtomicU64,
+    /// Last number handed out for `{n}`.
+    ids: AtomicU64,
     version_header: Option<String>,
 }
 
@@ -68,7 +76,10 @@ impl LoadShared {
                 total
             })
             .collect();
-        recorder.set_routes(spec.requests.iter().map(|r| format!("{} {}", r.method, r.path)).collect());
+        recorder.set_routes(
+            spec.requests.iter().map(|r| format!("{} {}", r.method, r.path)).collect(),
+            spec.requests.iter().map(|r| r.expect.clone()).collect(),
+        );
         Self {
             in_flight: AtomicU32::new(0),
             recorder,
@@ -79,11 +90,13 @@ impl LoadShared {
                     method: method(&r.method),
                     path: r.path.clone(),
                     body: r.body.clone(),
+                    numbered: r.path.contains(ID_PLACEHOLDER),
                 })
                 .collect(),
             cumulative_weights,
             seed,
             picks: AtomicU64::new(0),
+            ids: AtomicU64::new(0),
             version_header,
         }
     }
@@ -107,14 +120,21 @@ impl LoadShared {
         let spec = &self.requests[route];
         let _guard = InFlight::enter(&self.in_flight);
         let clock = self.recorder.clock;
+        let id = spec.numbered.then(|| self.ids.fetch_add(1, Ordering::Relaxed) + 1);
+        let path = match id {
+            Some(n) => spec.path.replace(ID_PLACEHOLDER, &n.to_string()),
+            None => spec.path.clone(),
+        };
         let start = clock.now();
-        let mut builder = user.get_request_builder(&spec.method, &spec.path)?;
+        let mut builder = user.get_request_builder(&spec.method, &path)?;
         if let Some(body) = &spec.body {
             builder = builder.header("content-type", "application/json").body(body.clone());
         }
+        // Named by the template so goose aggregates numbered paths as one.
         let request = GooseRequest::builder()
             .method(spec.method)
-            .path(spec.path.as_str())
+            .path(path.as_str())
+            .name(spec.path.as_str())
             .set_request_builder(builder)
             .build();
         let mut record = RequestRecord {
@@ -156,6 +176,13 @@ impl LoadShared {
             Err(_) => record.error = TransportError::Other,
         }
         record.end = clock.now().max(start + 1);
+        if let Some(id) = id
+            && record.ok()
+            && (200..300).contains(&record.status)
+            && matches!(spec.method, GooseMethod::Post | GooseMethod::Put | GooseMethod::Patch)
+        {
+            self.recorder.acked_write(AckedWrite { at: record.end, route: record.route, id });
+        }
         self.recorder.request(record);
         Ok(())
     }
@@ -187,9 +214,15 @@ impl LoadHandle {
         }))
         .set_name("mix");
         let rate = spec.ramp_per_s.unwrap_or(spec.users.max(1) * 20);
-        let attack = GooseAttack::initialize_with_config(goose::config::GooseConfiguration::default())
+        let mut scenario = scenario!("chaosgate").register_transaction(transaction);
+        if spec.think_ms > 0 || spec.think_max_ms.is_some() {
+            let min = Duration::from_millis(spec.think_ms);
+            let max = Duration::from_millis(spec.think_max_ms.unwrap_or(spec.think_ms).max(spec.think_ms));
+            scenario = scenario.set_wait_time(min, max).map_err(g)?;
+        }
+        let mut attack = GooseAttack::initialize_with_config(goose::config::GooseConfiguration::default())
             .map_err(g)?
-            .register_scenario(scenario!("chaosgate").register_transaction(transaction))
+            .register_scenario(scenario)
             .set_default(GooseDefault::Host, base_url)
             .map_err(g)?
             .set_default(GooseDefault::Users, spec.users)
@@ -211,7 +244,13 @@ impl LoadHandle {
             .set_default(GooseDefault::NoResetMetrics, true)
             .map_err(g)?
             .set_default(GooseDefault::Quiet, 1)
+            .map_err(g)?
+            // The history records every request; goose's own aggregates would only cost CPU.
+            .set_default(GooseDefault::NoMetrics, true)
             .map_err(g)?;
+        if let Some(cap) = spec.rate_per_s {
+            attack = attack.set_default(GooseDefault::ThrottleRequests, cap).map_err(g)?;
+        }
         let started_at = shared.recorder.clock.now();
         let task = tokio::spawn(async move { attack.execute().await });
         Ok(LoadHandle { shared, task, started_at })

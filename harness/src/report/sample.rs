@@ -98,6 +98,7 @@ fn shutdown_history() -> History {
         ],
         versions: vec![String::new(), "1.4.2".to_string()],
         routes: vec!["GET /items".to_string()],
+        route_expect: vec![vec![]],
         probes: vec![ProbeSample {
             at: 9_950_000,
             service: "app".to_string(),
@@ -153,6 +154,7 @@ fn shutdown_history() -> History {
             evidence: "declared 30 s; standard allows 25 s".to_string(),
         }],
         load_window: Some((1_500_000, 40_500_000)),
+        redis: Default::default(),
     }
 }
 
