@@ -18,3 +18,4 @@ pub mod requirements;
 pub mod run;
 pub mod scenario;
 pub mod stack;
+pub mod timeline;

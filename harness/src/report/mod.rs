@@ -1,7 +1,9 @@
-//! Reporters: views of a run's history and verdicts (console, JUnit XML, run.json).
+//! Reporters: views of a run's history and verdicts (console, JUnit XML,
+//! run.json, the HTML page).
 
 pub mod console;
 mod error;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod model;
@@ -11,6 +13,7 @@ mod text;
 
 pub use console::render_console;
 pub use error::ReportError;
+pub use html::render_html;
 pub use json::render_json;
 pub use junit::render_junit;
 #[cfg(test)]
@@ -21,8 +24,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Writes `junit.xml` and `run.json` into `dir`, creating it, and returns
-/// the paths written.
+/// Writes `junit.xml`, `run.json` and `index.html` into `dir`, creating it,
+/// and returns the paths written.
 pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     fs::create_dir_all(dir).map_err(|source| ReportError::CreateDir {
         path: dir.to_path_buf(),
@@ -36,7 +39,13 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<Vec<PathBuf>, ReportE
     })?;
     let json_path = dir.join("run.json");
     write_json_file(report, &json_path)?;
-    Ok(vec![junit_path, json_path])
+    let html_path = dir.join("index.html");
+    let html = render_html(report)?;
+    fs::write(&html_path, html).map_err(|source| ReportError::Write {
+        path: html_path.clone(),
+        source,
+    })?;
+    Ok(vec![junit_path, json_path, html_path])
 }
 
 fn write_json_file(report: &RunReport, path: &Path) -> Result<(), ReportError> {
@@ -59,18 +68,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn write_all_creates_the_directory_and_both_files() {
+    fn write_all_creates_the_directory_and_the_files() {
         let dir = std::env::temp_dir().join(format!("chaosgate-report-{}", std::process::id()));
         let nested = dir.join("nested");
         let paths = write_all(&sample_report(), &nested).expect("writes");
         assert_eq!(
             paths,
-            vec![nested.join("junit.xml"), nested.join("run.json")]
+            vec![nested.join("junit.xml"), nested.join("run.json"), nested.join("index.html")]
         );
         let json = fs::read_to_string(&paths[1]).expect("run.json");
         assert!(json.contains("\"schema_version\": 1"));
         let xml = fs::read_to_string(&paths[0]).expect("junit.xml");
         assert!(xml.starts_with("<?xml"));
+        let html = fs::read_to_string(&paths[2]).expect("index.html");
+        assert!(html.starts_with("<!DOCTYPE html>"));
         fs::remove_dir_all(&dir).expect("cleans up");
     }
 
