@@ -242,6 +242,111 @@ pub enum FaultDetail {
     },
     /// SIGSTOP / SIGCONT.
     Pause { resumed_at: Option<Micros> },
+    /// Requests sent by the harness at a fixed rate to a rate-limited path (NX-RATE).
+    Burst(crate::history::BurstObservation),
+    /// Backend counters over a window of proxied load (NX-KEEPALIVE).
+    BackendTraffic {
+        window_ms: u64,
+        /// Requests the load recorded in the window.
+        client_requests: u64,
+        /// Requests the backends counted in the window (all paths).
+        backend_requests: Option<u64>,
+        /// TCP connections the backends accepted in the window.
+        backend_connections: Option<u64>,
+    },
+    /// Responses to GETs with and without `Accept-Encoding: gzip` (NX-GZIP).
+    Gzip { answers: Vec<GzipAnswer>, min_length: u32 },
+    /// Repeated GETs of a cacheable path (NX-CACHE).
+    Cache {
+        path: String,
+        header: String,
+        /// Status and cache header of each GET, in order.
+        answers: Vec<(u16, Option<String>)>,
+        /// Requests the backends counted for the path meanwhile.
+        backend_requests: Option<u64>,
+    },
+    /// Every service of a role killed at once, later started again (NX-502).
+    AllDown {
+        services: Vec<String>,
+        down_at: Option<Micros>,
+        restarted_at: Option<Micros>,
+    },
+    /// A certificate put in place and the proxy reloaded (TLS-EXPIRY, NX-RELOAD).
+    CertReload {
+        certificate: String,
+        /// "signal HUP" or "restart".
+        via: String,
+        pid_before: u32,
+        pid_after: Option<u32>,
+        reloaded_at: Option<Micros>,
+        /// When the new certificate was first served.
+        served_at: Option<Micros>,
+        before: Option<ServedCert>,
+        after: Option<ServedCert>,
+    },
+    /// A broken configuration followed by a reload; the old one must keep serving (NX-RELOAD).
+    BrokenReload {
+        pid_before: u32,
+        pid_after: Option<u32>,
+        /// Exit status and output of the stack's config test.
+        test_failed: bool,
+        test_output: String,
+        /// Requests answered 2xx after the reload.
+        served_after: u32,
+        reloaded_at: Option<Micros>,
+    },
+}
+
+/// What a burst got back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BurstObservation {
+    pub path: String,
+    /// The rate the harness sent at.
+    pub rate_per_s: f64,
+    pub duration_ms: u64,
+    pub sent: u32,
+    /// HTTP status -> count; 0 counts requests without a response.
+    pub statuses: std::collections::BTreeMap<u16, u32>,
+    /// Requests without a response (reset, refused, timeout).
+    pub transport_errors: u32,
+    /// The limit the stack declares.
+    pub limit_rate_per_s: f64,
+    pub limit_burst: u32,
+    /// Requests the backends counted on the limited path during the burst.
+    pub backend_requests: Option<u64>,
+}
+
+/// One gzip probe answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GzipAnswer {
+    pub path: String,
+    pub status: u16,
+    pub content_type: String,
+    /// `Content-Encoding` with `Accept-Encoding: gzip`.
+    pub encoding: Option<String>,
+    /// Bytes on the wire with gzip asked for.
+    pub wire_bytes: u64,
+    /// Bytes without `Accept-Encoding`.
+    pub identity_bytes: u64,
+}
+
+/// The certificate a TLS server presented, as the harness read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedCert {
+    pub serial: String,
+    pub subject: String,
+    pub issuer: String,
+    /// RFC 3339.
+    pub not_before: String,
+    pub not_after: String,
+    /// Days from the handshake to not-after (negative: expired).
+    pub days_left: f64,
+    /// Certificates in the presented chain.
+    pub chain_len: usize,
+    /// Whether the certificate names the host the client asked for.
+    pub host_matches: bool,
+    /// Whether it was issued by the run's CA.
+    pub issued_by_ca: bool,
 }
 
 /// What was left of a service after it exited.
@@ -382,6 +487,8 @@ pub struct Recorder {
     /// Live counters for progress display, read without the lock.
     requests_seen: std::sync::atomic::AtomicU64,
     errors_seen: std::sync::atomic::AtomicU64,
+    /// Log excerpts around faults; they go to the report, not the history.
+    log_excerpts: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Recorder {
@@ -394,6 +501,7 @@ impl Recorder {
             }),
             requests_seen: Default::default(),
             errors_seen: Default::default(),
+            log_excerpts: Default::default(),
         }
     }
 
@@ -435,6 +543,16 @@ impl Recorder {
         self.with(|h| h.requests.push(record));
     }
 
+    pub fn log_excerpt(&self, key: String, text: String) {
+        if let Ok(mut logs) = self.log_excerpts.lock() {
+            logs.insert(key, text);
+        }
+    }
+
+    pub fn take_log_excerpts(&self) -> std::collections::BTreeMap<String, String> {
+        self.log_excerpts.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    }
+
     /// (requests, failed requests) recorded so far.
     pub fn request_counts(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
@@ -471,6 +589,11 @@ impl Recorder {
 
     pub fn write_audit(&self, audit: WriteAudit) {
         self.with(|h| h.redis.audit = Some(audit));
+    }
+
+    /// (routes, acknowledged writes) recorded so far, for the audit.
+    pub fn acked_writes(&self) -> (Vec<String>, Vec<AckedWrite>) {
+        self.with(|h| (h.routes.clone(), h.redis.acknowledged.clone()))
     }
 
     pub fn finding(&self, finding: Finding) {

@@ -25,6 +25,133 @@ pub struct Manifest {
     /// Services in start order (dependencies first).
     pub services: Vec<Service>,
     pub mutant: Option<MutantSection>,
+    /// Where the stack terminates TLS, if it does: test certificates are generated for it.
+    pub tls: Option<TlsSection>,
+}
+
+/// `[tls]`: the service that terminates TLS. The harness generates a CA and
+/// certificates for `host` (see `stack::certs`); templates find them as
+/// `{{ certs.<name>.cert }}` / `.key` (`active` is the pair the server reads).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Service name that serves TLS.
+    pub service: String,
+    /// Its TLS port (a name from its `ports`).
+    pub port: String,
+    /// The host name clients use (the certificates' subject).
+    #[serde(default = "default_tls_host")]
+    pub host: String,
+    /// Below this many days left a certificate is "expiring" (AL-CERT's reading: 14).
+    #[serde(default = "default_warn_days")]
+    pub warn_days: i64,
+}
+
+fn default_tls_host() -> String {
+    "localhost".into()
+}
+fn default_warn_days() -> i64 {
+    14
+}
+
+/// `[services.<name>.proxy]`: what the NX-* checks need from a reverse proxy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyDecl {
+    /// The rendered configuration file (in the service dir) a broken-config fault damages.
+    #[serde(default)]
+    pub config_file: Option<String>,
+    /// Command that validates the configuration (non-zero exit: invalid), e.g. `nginx -t`.
+    #[serde(default)]
+    pub test_config: Vec<String>,
+    /// How the proxy applies new configuration and certificates.
+    #[serde(default)]
+    pub reload: ProxyReload,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitDecl>,
+    #[serde(default)]
+    pub gzip: Option<GzipDecl>,
+    #[serde(default)]
+    pub cache: Option<CacheDecl>,
+    /// Access log file in the service dir (status and upstream status per request).
+    #[serde(default)]
+    pub access_log: Option<String>,
+    /// stub_status-like path on the ready port.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// `reload = { signal = "HUP" }` or `reload = { restart = true }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyReload {
+    #[serde(default)]
+    pub signal: Option<String>,
+    /// Stop and start the process instead (what a stack without reload does).
+    #[serde(default)]
+    pub restart: bool,
+}
+
+impl Default for ProxyReload {
+    fn default() -> Self {
+        Self {
+            signal: Some("HUP".into()),
+            restart: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitDecl {
+    /// A path that goes through the limit to an upstream (not a `return`).
+    pub path: String,
+    pub rate_per_s: f64,
+    pub burst: u32,
+    /// The path label the backend counts these requests under (default: `path`).
+    #[serde(default)]
+    pub backend_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GzipDecl {
+    /// A text/JSON response above the gzip threshold.
+    pub large: String,
+    /// A response below it.
+    pub small: String,
+    #[serde(default = "default_gzip_min")]
+    pub min_length: u32,
+}
+
+fn default_gzip_min() -> u32 {
+    1000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheDecl {
+    /// A cacheable GET.
+    pub path: String,
+    /// Response header carrying the cache status (HIT, MISS, ...).
+    pub header: String,
+    /// The path label the backend counts these requests under (default: `path` without its query).
+    #[serde(default)]
+    pub backend_path: Option<String>,
+}
+
+/// `[services.<name>.metrics]`: a Prometheus endpoint with the counters the
+/// proxy checks read from the backend side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsDecl {
+    pub port: String,
+    pub path: String,
+    /// Counter of requests, labelled with `path`.
+    pub requests: String,
+    /// Counter of accepted TCP connections.
+    #[serde(default)]
+    pub connections: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +256,22 @@ pub struct Service {
     pub config: Option<ConfigDecl>,
     /// Command a user runs to get the service's binary, shown by `doctor`.
     pub install: Option<String>,
+    /// Reverse-proxy facts for the NX-* checks.
+    pub proxy: Option<ProxyDecl>,
+    /// Backend counters the NX-* checks read.
+    pub metrics: Option<MetricsDecl>,
+    /// Where the service stores what a write request acknowledged (RD-AOF, RD-RECOVER).
+    pub writes: Vec<WriteDecl>,
+}
+
+/// A write endpoint and the Redis key its acknowledged write lands in:
+/// `{ path = "/api/orders/{n}", key = "order:{n}" }`; `{n}` is the number the
+/// load put in the path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteDecl {
+    pub path: String,
+    pub key: String,
 }
 
 /// What a service does in the stack; scenarios address services by role.
@@ -214,6 +357,9 @@ pub struct RedisAccess {
     pub port: String,
     #[serde(default)]
     pub password: Option<String>,
+    /// The instance is (also) the task broker: evicting keys loses tasks (finding 5).
+    #[serde(default)]
+    pub broker: bool,
 }
 
 /// Configuration facts a service declares, used by the CF-* checks.
@@ -328,6 +474,8 @@ struct RawManifest {
     #[serde(default)]
     secrets: BTreeMap<String, usize>,
     services: BTreeMap<String, Spanned<RawService>>,
+    #[serde(default)]
+    tls: Option<Spanned<TlsSection>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,6 +500,12 @@ struct RawService {
     config: Option<RawConfigDecl>,
     #[serde(default)]
     install: Option<String>,
+    #[serde(default)]
+    proxy: Option<ProxyDecl>,
+    #[serde(default)]
+    metrics: Option<Spanned<MetricsDecl>>,
+    #[serde(default)]
+    writes: Vec<WriteDecl>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -372,6 +526,9 @@ struct RawServiceOverlay {
     /// Templates replaced, relative to the overlay file.
     #[serde(default)]
     files: BTreeMap<String, String>,
+    /// How the proxy reloads, replaced (a stack that restarts instead).
+    #[serde(default)]
+    proxy_reload: Option<ProxyReload>,
 }
 
 /// Read and validate a manifest. `path` may be a file or a directory holding `stack.toml`.
@@ -435,6 +592,9 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         service.env.extend(overlay.env.clone());
         for (dest, template) in &overlay.files {
             service.files.insert(dest.clone(), dir.join(template));
+        }
+        if let (Some(reload), Some(proxy)) = (&overlay.proxy_reload, service.proxy.as_mut()) {
+            proxy.reload = reload.clone();
         }
     }
     for id in &raw.mutant.breaks {
@@ -538,6 +698,15 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                 format!("port `{}` is not in this service's `ports`", h.get_ref().port),
             ));
         }
+        if let Some(m) = &s.metrics
+            && !port_known(&m.get_ref().port)
+        {
+            errors.push(err(
+                m.span(),
+                format!("services.{name}.metrics.port"),
+                format!("port `{}` is not in this service's `ports`", m.get_ref().port),
+            ));
+        }
         if let Some(r) = &s.redis
             && !port_known(&r.get_ref().port)
         {
@@ -584,6 +753,22 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             }
         }
     }
+    if let Some(tls) = &raw.tls {
+        let t = tls.get_ref();
+        match raw.services.get(&t.service) {
+            None => errors.push(err(
+                tls.span(),
+                "tls.service".into(),
+                format!("no service named `{}` (services: {})", t.service, join(&names)),
+            )),
+            Some(svc) if !svc.get_ref().ports.contains(&t.port) => errors.push(err(
+                tls.span(),
+                "tls.port".into(),
+                format!("port `{}` is not in the ports of `{}`", t.port, t.service),
+            )),
+            Some(_) => {}
+        }
+    }
     let order = match start_order(&raw.services) {
         Ok(order) => order,
         Err(cycle) => {
@@ -625,6 +810,9 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                 redis: s.redis.as_ref().map(|r| r.get_ref().clone()),
                 config: s.config.as_ref().map(RawConfigDecl::to_decl),
                 install: s.install.clone(),
+                proxy: s.proxy.clone(),
+                metrics: s.metrics.as_ref().map(|m| m.get_ref().clone()),
+                writes: s.writes.clone(),
             }
         })
         .collect();
@@ -636,6 +824,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         secrets: raw.secrets,
         services,
         mutant: None,
+        tls: raw.tls.map(Spanned::into_inner),
     })
 }
 

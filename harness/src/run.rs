@@ -235,6 +235,7 @@ pub async fn run_scenario(
         healthy_after_ms: None,
         verdicts: Vec::new(),
         error: None,
+        logs: Default::default(),
         history: Default::default(),
     };
     let plan = match StackPlan::render(manifest, &run_dir.join(&scenario.name), fastrand::u64(..)) {
@@ -288,6 +289,7 @@ pub async fn run_scenario(
         }
     }
     result.history = recorder.take_history();
+    result.logs = recorder.take_log_excerpts();
     result.duration_ms = started.elapsed().as_millis() as u64;
     if result.error.is_none() {
         let input = CheckInput {
@@ -350,6 +352,10 @@ async fn scenario_body(
     load.stop().await;
     if let Some(p) = prober {
         p.stop();
+    }
+    if scenario.covers.iter().any(|id| id.starts_with("RD-") || id.starts_with("CW-") || id == "GS-WORKER") {
+        display.phase("reading Redis's state");
+        crate::observe::redis_state::observe_after_faults(manifest, plan, recorder).await;
     }
     Ok(healthy)
 }

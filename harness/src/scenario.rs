@@ -212,6 +212,10 @@ pub struct FaultSpec {
     pub defect: Option<String>,
     /// For `reload-config` and `env-change`: the new value (default derived from the seed).
     pub value: Option<String>,
+    /// For `burst`: requests per second the harness sends.
+    pub rate_per_s: Option<f64>,
+    /// For `burst` and `backend-traffic`: how long.
+    pub duration_s: Option<f64>,
 }
 
 /// A `[[fault]]` as written, with the spans of the values the checks after parsing look at.
@@ -234,6 +238,10 @@ struct RawFault {
     defect: Option<Spanned<String>>,
     #[serde(default)]
     value: Option<String>,
+    #[serde(default)]
+    rate_per_s: Option<f64>,
+    #[serde(default)]
+    duration_s: Option<f64>,
 }
 
 impl RawFault {
@@ -248,6 +256,8 @@ impl RawFault {
             down_s: self.down_s.map(Spanned::into_inner),
             defect: self.defect.map(Spanned::into_inner),
             value: self.value,
+            rate_per_s: self.rate_per_s,
+            duration_s: self.duration_s,
         }
     }
 }
@@ -276,6 +286,20 @@ pub enum FaultAction {
     EnvChange,
     /// Change a reloadable setting by the means the stack declares.
     ReloadConfig,
+    /// Requests at `rate_per_s` for `duration_s` to the proxy's rate-limited path (NX-RATE).
+    Burst,
+    /// Backend request and connection counters over `duration_s` of load (NX-KEEPALIVE).
+    BackendTraffic,
+    /// GETs of the proxy's gzip paths with and without `Accept-Encoding: gzip` (NX-GZIP).
+    GzipProbe,
+    /// Repeated GETs of the proxy's cacheable path (NX-CACHE).
+    CacheProbe,
+    /// Kill every service of the target role at once, keep them down `down_s` (NX-502).
+    KillAll,
+    /// Put the certificate named by `value` in place and reload the TLS service (TLS-EXPIRY, NX-RELOAD).
+    CertSwap,
+    /// Break the proxy's configuration, reload, check the old one still serves, restore (NX-RELOAD).
+    BrokenReload,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -491,6 +515,13 @@ pub fn action_name(action: FaultAction) -> &'static str {
         FaultAction::BadConfig => "bad-config",
         FaultAction::EnvChange => "env-change",
         FaultAction::ReloadConfig => "reload-config",
+        FaultAction::Burst => "burst",
+        FaultAction::BackendTraffic => "backend-traffic",
+        FaultAction::GzipProbe => "gzip-probe",
+        FaultAction::CacheProbe => "cache-probe",
+        FaultAction::KillAll => "kill-all",
+        FaultAction::CertSwap => "cert-swap",
+        FaultAction::BrokenReload => "broken-reload",
     }
 }
 

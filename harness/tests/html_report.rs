@@ -206,6 +206,7 @@ fn sigterm_drain() -> ScenarioResult {
         .with_reading("the service's connections are those of its processes' sockets to Redis (from /proc)"),
     ];
     ScenarioResult {
+        logs: Default::default(),
         name: "sigterm-drain".to_string(),
         file: "scenarios/sigterm-drain.toml".to_string(),
         description: "SIGTERM to the app with at least 8 slow requests in flight".to_string(),
@@ -261,6 +262,7 @@ fn config_reload() -> ScenarioResult {
         },
     };
     ScenarioResult {
+        logs: Default::default(),
         name: "config".to_string(),
         file: "scenarios/config.toml".to_string(),
         description: "configuration from the environment".to_string(),

@@ -2,7 +2,10 @@
 
 pub mod config;
 pub mod health;
+pub mod nginx;
+pub mod redis;
 pub mod shutdown;
+pub mod tls;
 pub mod verdict;
 
 use crate::history::{FaultDetail, FaultRecord, History, Micros};
@@ -34,6 +37,19 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("CF-ENV", config::cf_env),
     ("CF-VALIDATE", config::cf_validate),
     ("CF-HOT", config::cf_hot),
+    ("NX-RATE", nginx::nx_rate),
+    ("NX-502", nginx::nx_502),
+    ("NX-FAILOVER", nginx::nx_failover),
+    ("NX-KEEPALIVE", nginx::nx_keepalive),
+    ("NX-GZIP", nginx::nx_gzip),
+    ("NX-CACHE", nginx::nx_cache),
+    ("NX-RELOAD", nginx::nx_reload),
+    ("TLS-EXPIRY", tls::tls_expiry),
+    ("RD-AOF", redis::rd_aof),
+    ("RD-RDB", redis::rd_rdb),
+    ("RD-MAXMEM", redis::rd_maxmem),
+    ("RD-AUTH", redis::rd_auth),
+    ("RD-RECOVER", redis::rd_recover),
 ];
 
 pub fn is_implemented(id: &str) -> bool {

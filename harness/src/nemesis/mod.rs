@@ -1,9 +1,15 @@
 //! The nemesis: injects the scenario's faults one after another, proves each
 //! took effect (or records that it could not), and heals the stack after.
 
+pub mod broken_reload;
+pub mod burst;
+pub mod cert_swap;
 pub mod cleanup;
 pub mod config;
+pub mod kill_all;
 pub mod outage;
+pub mod proxy;
+pub mod proxy_probe;
 pub mod schedule;
 pub mod signal;
 

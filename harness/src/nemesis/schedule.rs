@@ -17,7 +17,13 @@ pub async fn run_schedule(n: &Nemesis<'_>, faults: &[FaultSpec]) {
             tokio::time::sleep(Duration::from_secs_f64(spec.after_s)).await;
         }
         (n.announce)(format!("fault #{index}: {} on {}", action_name(spec.action), spec.target));
-        for record in run_one(n, index, spec).await {
+        let service = n.manifest.resolve(&spec.target).map(|s| s.name.clone()).unwrap_or_default();
+        let log_start = log_size(n, &service);
+        let records = run_one(n, index, spec).await;
+        if let (Some(first), Some(excerpt)) = (records.first(), log_since(n, &service, log_start)) {
+            n.recorder.log_excerpt(format!("fault #{index}: {} ({service})", first.label), excerpt);
+        }
+        for record in records {
             (n.announce)(format!(
                 "fault #{} {}: {} ({})",
                 record.index,
@@ -28,6 +34,31 @@ pub async fn run_schedule(n: &Nemesis<'_>, faults: &[FaultSpec]) {
             n.recorder.fault(record);
         }
     }
+}
+
+fn log_size(n: &Nemesis<'_>, service: &str) -> u64 {
+    n.backend.log_path(service).and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0)
+}
+
+/// What the service printed since `from` (a byte offset), with a few lines of
+/// context before it, capped so a chatty service cannot bloat the report.
+fn log_since(n: &Nemesis<'_>, service: &str, from: u64) -> Option<String> {
+    const CAP: usize = 6_000;
+    let text = std::fs::read(n.backend.log_path(service)?).ok()?;
+    let from = (from as usize).min(text.len());
+    let before = String::from_utf8_lossy(&text[..from]);
+    let context: Vec<&str> = before.lines().rev().take(5).collect();
+    let during = String::from_utf8_lossy(&text[from..]);
+    let mut out: String = context.into_iter().rev().map(|l| format!("{l}\n")).collect();
+    out.push_str("--- fault injected ---\n");
+    if during.len() > CAP {
+        out.push_str(&during[..during.floor_char_boundary(CAP / 2)]);
+        out.push_str("\n[... cut ...]\n");
+        out.push_str(&during[during.ceil_char_boundary(during.len() - CAP / 2)..]);
+    } else {
+        out.push_str(&during);
+    }
+    Some(out)
 }
 
 async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRecord> {
@@ -77,5 +108,24 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
             let value = spec.value.clone().unwrap_or_else(|| format!("reloaded-{}", n.seed));
             vec![reload_config(n, index, svc, &value).await]
         }
+        FaultAction::Burst => {
+            let duration = Duration::from_secs_f64(spec.duration_s.unwrap_or(2.0));
+            vec![super::burst::burst(n, index, &spec.target, spec.rate_per_s.unwrap_or(100.0).max(0.1), duration).await]
+        }
+        FaultAction::BackendTraffic => {
+            let window = Duration::from_secs_f64(spec.duration_s.unwrap_or(2.0));
+            vec![super::proxy_probe::backend_traffic(n, index, &spec.target, window).await]
+        }
+        FaultAction::GzipProbe => vec![super::proxy_probe::gzip_probe(n, index, &spec.target).await],
+        FaultAction::CacheProbe => vec![super::proxy_probe::cache_probe(n, index, &spec.target).await],
+        FaultAction::KillAll => {
+            let sig = spec.signal.as_deref().and_then(Signal::from_str_lenient).unwrap_or(Signal::SIGKILL);
+            vec![super::kill_all::kill_all(n, index, &spec.target, sig, down).await]
+        }
+        FaultAction::CertSwap => {
+            let cert = spec.value.clone().unwrap_or_else(|| "renewed".into());
+            vec![super::cert_swap::cert_swap(n, index, &spec.target, &cert).await]
+        }
+        FaultAction::BrokenReload => vec![super::broken_reload::broken_reload(n, index, &spec.target).await],
     }
 }

@@ -2,6 +2,9 @@
 //! of its clients, the kernel's view of sockets and processes.
 
 pub mod health;
+pub mod backend_metrics;
 pub mod http;
 pub mod redis_clients;
+pub mod redis_state;
 pub mod sockets;
+pub mod tls;

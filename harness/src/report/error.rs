@@ -22,4 +22,6 @@ pub enum ReportError {
     Junit(#[source] junit_report::Error),
     #[error("cannot render run.json")]
     Json(#[source] serde_json::Error),
+    #[error("cannot render index.html")]
+    Html(#[source] minijinja::Error),
 }

@@ -32,7 +32,8 @@ pub type LogExcerpts = BTreeMap<String, String>;
 
 /// Renders the run as one HTML document that opens offline.
 pub fn render_html(report: &RunReport) -> Result<String, ReportError> {
-    render_html_with_logs(report, &BTreeMap::new())
+    let logs = report.scenarios.iter().map(|s| (s.name.clone(), s.logs.clone())).collect();
+    render_html_with_logs(report, &logs)
 }
 
 /// [`render_html`] with log excerpts around the faults, by scenario name
@@ -50,10 +51,7 @@ pub fn render_html_with_logs(report: &RunReport, logs: &BTreeMap<String, LogExce
 /// template error (a bug of ours: the templates are compiled in and tested)
 /// is reported as a failure to write `index.html`, with the cause chained.
 fn template_error(error: minijinja::Error) -> ReportError {
-    ReportError::Write {
-        path: "index.html".into(),
-        source: std::io::Error::other(error),
-    }
+    ReportError::Html(error)
 }
 
 /// The bucket width for a scenario of this length.

@@ -45,6 +45,9 @@ pub struct ScenarioResult {
     pub verdicts: Vec<Verdict>,
     /// Set when the scenario could not run at all (the stack never came up, ...).
     pub error: Option<String>,
+    /// What the services printed around each fault, keyed "fault #N label (service)".
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub logs: std::collections::BTreeMap<String, String>,
     pub history: History,
 }
 

@@ -69,6 +69,7 @@ fn graceful_shutdown() -> ScenarioResult {
         "a reloadable setting takes effect without restart",
     );
     ScenarioResult {
+        logs: Default::default(),
         name: "graceful-shutdown".to_string(),
         file: "scenarios/graceful-shutdown.toml".to_string(),
         description: "SIGTERM under load: drain, then exit cleanly".to_string(),
@@ -160,6 +161,7 @@ fn shutdown_history() -> History {
 
 fn redis_outage() -> ScenarioResult {
     ScenarioResult {
+        logs: Default::default(),
         name: "redis-outage".to_string(),
         file: "scenarios/redis-outage.toml".to_string(),
         description: "Redis killed and restarted under load".to_string(),

@@ -4,6 +4,7 @@
 
 pub mod process;
 pub mod reaper;
+pub mod certs;
 pub mod render;
 
 use crate::history::ExitInfo;

@@ -35,6 +35,8 @@ pub struct StackPlan {
     pub services: Vec<ServicePlan>,
     /// PATH for the stack's commands: the manifest's dirs, then the harness's PATH.
     pub path_var: String,
+    /// The run's test certificates, when the manifest has a `[tls]` section.
+    pub certs: Option<super::certs::CertSet>,
     context: RenderContext,
 }
 
@@ -46,6 +48,8 @@ struct RenderContext {
     manifest_dir: String,
     service_dir: String,
     settings: BTreeMap<String, String>,
+    /// `{{ certs.<name>.cert }}` / `.key`; empty without `[tls]`.
+    certs: BTreeMap<String, super::certs::CertPaths>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,8 @@ pub enum RenderError {
     },
     #[error("{what}: {message}")]
     Template { what: String, message: String },
+    #[error(transparent)]
+    Certs(#[from] super::certs::CertError),
 }
 
 /// Ask the kernel for a free port on loopback. The port is released before the
@@ -133,11 +139,17 @@ impl StackPlan {
             .map(|p| absolute(&manifest.dir.join(p)).display().to_string())
             .collect();
         path_dirs.push(base_path);
+        // Certificates exist before any template that names them is rendered.
+        let certs = match &manifest.tls {
+            Some(tls) => Some(super::certs::CertSet::generate(run_dir, &tls.host)?),
+            None => None,
+        };
         let mut plan = StackPlan {
             run_dir: run_dir.to_path_buf(),
             services: Vec::new(),
             path_var: path_dirs.join(":"),
             context: RenderContext {
+                certs: certs.as_ref().map(|c| c.paths.clone()).unwrap_or_default(),
                 ports,
                 secrets,
                 run_dir: run_dir.display().to_string(),
@@ -145,6 +157,7 @@ impl StackPlan {
                 service_dir: String::new(),
                 settings,
             },
+            certs,
         };
         let env = strict_env();
         for s in &manifest.services {

@@ -1,0 +1,366 @@
+//! Section 7: Redis (RD-AOF, RD-RDB, RD-MAXMEM, RD-AUTH, RD-RECOVER), judged
+//! from what the declared Redis said about itself after the faults and from
+//! the audit of acknowledged writes.
+
+use super::verdict::{Outcome, Verdict};
+use super::{CheckInput, health, outages, rel};
+use crate::history::{History, Micros, ProbeKind, RedisSample, WriteAudit};
+
+/// Finding 7, carried by every verdict that rests on a kill -9.
+pub const KILL9_READING: &str = "a SIGKILL of redis-server alone loses nothing already written to the OS page cache, so surviving it proves \
+     restart and reload, not fsync durability (finding 7); proving `appendfsync everysec` needs a fault that drops unsynced writes";
+
+/// The last sample of each Redis service.
+fn latest(h: &History) -> Vec<&RedisSample> {
+    let mut by: std::collections::BTreeMap<&str, &RedisSample> = Default::default();
+    for s in &h.redis.samples {
+        by.insert(&s.service, s);
+    }
+    by.into_values().collect()
+}
+
+fn config<'a>(s: &'a RedisSample, name: &str) -> &'a str {
+    s.config.get(name).map(String::as_str).unwrap_or("?")
+}
+
+/// Judge each sampled Redis with `one`; no sample is inconclusive, and worst wins.
+fn per_sample(id: &str, h: &History, expected: &str, one: impl Fn(&RedisSample) -> Verdict) -> Verdict {
+    let parts: Vec<Verdict> = latest(h)
+        .into_iter()
+        .map(|s| match &s.error {
+            Some(e) if s.config.is_empty() => Verdict::new(id, Outcome::Inconclusive, format!("{} could not be read: {e}", s.service), expected),
+            _ => one(s),
+        })
+        .collect();
+    parts
+        .into_iter()
+        .reduce(Verdict::merge)
+        .unwrap_or_else(|| Verdict::new(id, Outcome::Inconclusive, "no Redis was sampled in this scenario", expected))
+}
+
+/// Acknowledged writes missing after a SIGKILL outage of the audited Redis, as a verdict part.
+fn audit_part(id: &str, input: &CheckInput<'_>) -> Option<Verdict> {
+    let h = input.history;
+    let audit = h.redis.audit.as_ref()?;
+    let killed = outages(h, &input.dependency_services).any(|(f, _, _)| f.landed && f.service == audit.service);
+    Some(audit_verdict(id, audit, h.redis.acknowledged.len(), killed))
+}
+
+fn audit_verdict(id: &str, audit: &WriteAudit, acked: usize, after_outage: bool) -> Verdict {
+    let expected = "every write the app acknowledged (2xx) is in Redis after it was killed and restarted";
+    if let Some(e) = &audit.error {
+        return Verdict::new(id, Outcome::Inconclusive, format!("the acknowledged writes could not be looked up: {e}"), expected);
+    }
+    if audit.checked == 0 {
+        return Verdict::new(
+            id,
+            Outcome::Inconclusive,
+            format!("{acked} writes acknowledged, none mapped to a Redis key (declare `writes` on the service)"),
+            expected,
+        );
+    }
+    let missing = audit.missing.len();
+    if missing > 0 {
+        let sample: Vec<&str> = audit.missing.iter().take(5).map(String::as_str).collect();
+        return Verdict::new(id, Outcome::Fail, format!("{missing} of {} acknowledged writes missing after the restart", audit.checked), expected)
+            .with_evidence(format!("missing keys (first 5): {}", sample.join(", ")));
+    }
+    if !after_outage {
+        return Verdict::new(
+            id,
+            Outcome::Inconclusive,
+            format!("all {} acknowledged writes present, but Redis was not killed and restarted in this scenario", audit.checked),
+            expected,
+        );
+    }
+    Verdict::new(id, Outcome::Pass, format!("all {} acknowledged writes present after the restart", audit.checked), expected)
+}
+
+/// RD-AOF: AOF on with `appendfsync everysec`, and acknowledged writes survive a kill -9.
+pub fn rd_aof(input: &CheckInput<'_>) -> Verdict {
+    const ID: &str = "RD-AOF";
+    let expected = "appendonly yes, appendfsync everysec, last AOF write ok; acknowledged writes present after kill -9 and restart";
+    let config = per_sample(ID, input.history, expected, |s| {
+        let (on, fsync) = (config(s, "appendonly"), config(s, "appendfsync"));
+        let write = s.persistence.get("aof_last_write_status").map(String::as_str).unwrap_or("?");
+        let measured = format!("{}: appendonly {on}, appendfsync {fsync}, aof_last_write_status {write}", s.service);
+        let ok = on == "yes" && fsync == "everysec" && write == "ok";
+        Verdict::new(ID, if ok { Outcome::Pass } else { Outcome::Fail }, measured, expected)
+    });
+    // The audit first, so a pass headline carries the counts.
+    let verdict = match audit_part(ID, input) {
+        Some(part) => part.merge(config),
+        None => config,
+    };
+    verdict.with_reading(KILL9_READING)
+}
+
+/// RD-RDB: snapshot save points set, a snapshot succeeds, the file is there.
+pub fn rd_rdb(input: &CheckInput<'_>) -> Verdict {
+    const ID: &str = "RD-RDB";
+    let expected = "save points configured; a BGSAVE succeeds (INFO persistence rdb_last_bgsave_status:ok); the RDB file exists";
+    per_sample(ID, input.history, expected, |s| {
+        let save = config(s, "save");
+        let status = s.persistence.get("rdb_last_bgsave_status").map(String::as_str).unwrap_or("?");
+        let file = match s.rdb_file_bytes {
+            Some(n) => format!("{} present ({n} bytes)", config(s, "dbfilename")),
+            None => format!("{} absent", config(s, "dbfilename")),
+        };
+        let measured = format!("{}: save \"{save}\", rdb_last_bgsave_status {status}, {file}", s.service);
+        let ok = !save.trim().is_empty() && save != "?" && status == "ok" && s.rdb_file_bytes.is_some();
+        Verdict::new(ID, if ok { Outcome::Pass } else { Outcome::Fail }, measured, expected)
+    })
+    .with_reading("RDB is on when save points are configured; the harness asks for one BGSAVE to prove snapshots can be written")
+}
+
+/// RD-MAXMEM: a memory limit with an eviction policy.
+pub fn rd_maxmem(input: &CheckInput<'_>) -> Verdict {
+    const ID: &str = "RD-MAXMEM";
+    let expected = "maxmemory > 0 with a maxmemory-policy (the standard's example: 2 GB)";
+    per_sample(ID, input.history, expected, |s| {
+        let (max, policy) = (config(s, "maxmemory"), config(s, "maxmemory-policy"));
+        let bytes: u64 = max.parse().unwrap_or(0);
+        let measured = format!("{}: maxmemory {bytes} bytes ({} MiB), maxmemory-policy {policy}", s.service, bytes >> 20);
+        let ok = bytes > 0 && policy != "?";
+        let mut v = Verdict::new(ID, if ok { Outcome::Pass } else { Outcome::Fail }, measured, expected);
+        if ok && s.broker && evicts(policy) {
+            v = v.with_evidence(format!("risk (finding 5): {policy} on the task broker can evict queued tasks"));
+        }
+        v
+    })
+    .with_reading("any limit above 0 counts: the 2 GB of the standard is an example; the policy is reported, a broker should use noeviction")
+}
+
+/// Whether a maxmemory policy evicts keys (everything but noeviction).
+pub fn evicts(policy: &str) -> bool {
+    policy.starts_with("allkeys-") || policy.starts_with("volatile-")
+}
+
+/// RD-AUTH: a client without the password is refused.
+pub fn rd_auth(input: &CheckInput<'_>) -> Verdict {
+    const ID: &str = "RD-AUTH";
+    let expected = "PING without the password refused (NOAUTH)";
+    per_sample(ID, input.history, expected, |s| {
+        let reply = s.unauthenticated_reply.trim();
+        let auth_error = reply.contains("NOAUTH") || reply.to_ascii_lowercase().contains("authentication required");
+        match (s.unauthenticated_refused, auth_error) {
+            (true, true) => Verdict::new(ID, Outcome::Pass, format!("{}: PING without password refused: {reply}", s.service), expected),
+            (true, false) => Verdict::new(
+                ID,
+                Outcome::Inconclusive,
+                format!("{}: PING without password failed, but not for want of a password: {reply}", s.service),
+                expected,
+            ),
+            (false, _) => Verdict::new(ID, Outcome::Fail, format!("{}: PING without password answered {reply}", s.service), expected),
+        }
+    })
+}
+
+/// RD-RECOVER: readiness fails during the outage and returns, liveness holds,
+/// no 5xx once ready again, and every acknowledged write is still there.
+pub fn rd_recover(input: &CheckInput<'_>) -> Verdict {
+    const ID: &str = "RD-RECOVER";
+    let expected = "during the outage not ready, live; after it ready again, no 5xx once ready, every acknowledged write present";
+    let h = input.history;
+    let landed: Vec<_> = outages(h, &input.dependency_services).collect();
+    if landed.is_empty() {
+        return Verdict::new(ID, Outcome::Inconclusive, "no Redis outage in this scenario", expected);
+    }
+    let relabel = |mut v: Verdict, what: &str| {
+        v.measured = format!("{what}: {}", v.measured);
+        v.requirement = ID.to_string();
+        v.reading = None;
+        v
+    };
+    let mut parts = vec![
+        relabel(health::hc_ready(input), "readiness"),
+        relabel(health::hc_live(input), "liveness"),
+    ];
+    for (i, (f, _, back)) in landed.iter().enumerate() {
+        // Judged until the next outage starts, which has its own window.
+        let until = landed.get(i + 1).map(|(next, _, _)| next.injected_at).unwrap_or(Micros::MAX);
+        if let Some(back) = back {
+            parts.push(no_5xx_once_ready(input, &f.service, *back, until));
+        }
+    }
+    match audit_part(ID, input) {
+        Some(part) => parts.push(relabel(part, "writes")),
+        None => parts.push(Verdict::new(ID, Outcome::Inconclusive, "writes: no acknowledged write was audited", expected)),
+    }
+    // Merge keeps the worst part as the headline; a pass names every part.
+    let summary = parts.iter().map(|p| p.measured.clone()).collect::<Vec<_>>().join("; ");
+    let mut v = parts.into_iter().reduce(Verdict::merge).unwrap_or_else(|| unreachable!("parts is not empty"));
+    if v.outcome == Outcome::Pass {
+        v.measured = summary;
+        v.evidence.retain(|e| !e.starts_with("also: pass"));
+    }
+    v.expected = expected.to_string();
+    v.with_reading(format!("recovery: the first 2xx readiness probe after Redis is back; from then on no request may get 5xx. {KILL9_READING}"))
+}
+
+/// Requests that started once readiness was 2xx again after the outage: none may get 5xx.
+fn no_5xx_once_ready(input: &CheckInput<'_>, dependency: &str, back: Micros, until: Micros) -> Verdict {
+    const ID: &str = "RD-RECOVER";
+    let expected = "no 5xx for requests started after readiness returned";
+    let h = input.history;
+    let Some(ready) = h.probes_of(input.probed_service, ProbeKind::Ready).find(|p| p.at >= back && p.is_2xx()) else {
+        return Verdict::new(ID, Outcome::Fail, format!("after-recovery: readiness never 2xx after {dependency} returned"), expected);
+    };
+    let after: Vec<_> = h.requests.iter().filter(|r| r.start >= ready.at && r.start < until).collect();
+    let bad: Vec<_> = after.iter().filter(|r| r.status >= 500 || r.error.is_error()).collect();
+    if after.is_empty() {
+        return Verdict::new(ID, Outcome::Inconclusive, "after-recovery: no request started after readiness returned", expected);
+    }
+    match bad.first() {
+        Some(first) => Verdict::new(
+            ID,
+            Outcome::Fail,
+            format!("after-recovery: {} of {} requests failed after readiness returned", bad.len(), after.len()),
+            expected,
+        )
+        .with_evidence(format!("first at {} with status {}", rel(first.start, ready.at), first.status)),
+        None => Verdict::new(
+            ID,
+            Outcome::Pass,
+            format!(
+                "after-recovery: ready again {} after {dependency} returned; all {} later requests succeeded",
+                rel(ready.at, back),
+                after.len()
+            ),
+            expected,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{FaultDetail, FaultRecord, History, WriteAudit};
+    use crate::scenario::Settings;
+
+    fn good_sample() -> RedisSample {
+        let config = [
+            ("appendonly", "yes"),
+            ("appendfsync", "everysec"),
+            ("save", "300 10 60 1000"),
+            ("maxmemory", "268435456"),
+            ("maxmemory-policy", "noeviction"),
+            ("dbfilename", "dump.rdb"),
+        ];
+        RedisSample {
+            service: "redis".into(),
+            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            persistence: [("aof_last_write_status", "ok"), ("rdb_last_bgsave_status", "ok")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            rdb_file_bytes: Some(100),
+            unauthenticated_reply: "NOAUTH Authentication required.".into(),
+            unauthenticated_refused: true,
+            ..RedisSample::default()
+        }
+    }
+
+    fn kill_outage() -> FaultRecord {
+        FaultRecord {
+            index: 0,
+            label: "redis down".into(),
+            service: "redis".into(),
+            injected_at: 1_000_000,
+            healed_at: Some(4_000_000),
+            landed: true,
+            proof: "exit observed".into(),
+            detail: FaultDetail::Outage {
+                signal: "SIGKILL".into(),
+                down_at: Some(1_000_000),
+                restarted_at: Some(4_000_000),
+                ready_at: Some(4_100_000),
+            },
+        }
+    }
+
+    fn judge(h: &History, f: fn(&CheckInput<'_>) -> Verdict) -> Verdict {
+        let settings = Settings::default();
+        let input = CheckInput {
+            history: h,
+            settings: &settings,
+            probed_service: "app",
+            dependency_services: vec!["redis".into()],
+            roles: Default::default(),
+        };
+        f(&input)
+    }
+
+    fn with_sample(s: RedisSample) -> History {
+        let mut h = History::default();
+        h.redis.samples.push(s);
+        h
+    }
+
+    #[test]
+    fn the_reference_configuration_passes() {
+        let h = with_sample(good_sample());
+        for f in [rd_rdb, rd_maxmem, rd_auth] {
+            assert_eq!(judge(&h, f).outcome, Outcome::Pass);
+        }
+        // AOF configured but never put to a kill -9: the config part passes alone.
+        assert_eq!(judge(&h, rd_aof).outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn each_misconfiguration_fails_its_check() {
+        let mut s = good_sample();
+        s.config.insert("appendonly".into(), "no".into());
+        assert_eq!(judge(&with_sample(s), rd_aof).outcome, Outcome::Fail);
+        let mut s = good_sample();
+        s.config.insert("save".into(), String::new());
+        assert_eq!(judge(&with_sample(s), rd_rdb).outcome, Outcome::Fail);
+        let mut s = good_sample();
+        s.config.insert("maxmemory".into(), "0".into());
+        assert_eq!(judge(&with_sample(s), rd_maxmem).outcome, Outcome::Fail);
+        let mut s = good_sample();
+        s.unauthenticated_refused = false;
+        s.unauthenticated_reply = "PONG".into();
+        let v = judge(&with_sample(s), rd_auth);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert!(v.measured.contains("PONG"));
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_inconclusive_not_refused() {
+        let mut s = good_sample();
+        s.unauthenticated_reply = "Connection refused".into();
+        assert_eq!(judge(&with_sample(s), rd_auth).outcome, Outcome::Inconclusive);
+        assert_eq!(judge(&History::default(), rd_rdb).outcome, Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn missing_acknowledged_writes_fail_aof_and_recover() {
+        let mut h = with_sample(good_sample());
+        h.faults.push(kill_outage());
+        h.redis.audit = Some(WriteAudit {
+            service: "redis".into(),
+            checked: 10,
+            missing: vec!["order:3".into(), "order:4".into()],
+            ..WriteAudit::default()
+        });
+        let v = judge(&h, rd_aof);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert!(v.measured.contains("2 of 10 acknowledged writes missing"), "{}", v.measured);
+        assert_eq!(judge(&h, rd_recover).outcome, Outcome::Fail);
+        h.redis.audit.as_mut().map(|a| a.missing.clear());
+        assert_eq!(judge(&h, rd_aof).outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn recover_without_an_outage_is_inconclusive() {
+        assert_eq!(judge(&with_sample(good_sample()), rd_recover).outcome, Outcome::Inconclusive);
+    }
+
+    #[test]
+    fn evicting_policies() {
+        assert!(evicts("allkeys-lru"));
+        assert!(evicts("volatile-ttl"));
+        assert!(!evicts("noeviction"));
+    }
+}

@@ -1,0 +1,88 @@
+//! TLS-EXPIRY: the harness reads the served certificate's dates over TLS; an
+//! expired or soon-expiring one is reported with its days left (what AL-CERT
+//! needs), and after renewing the files and reloading, the new certificate
+//! is served with no failed request.
+
+use super::verdict::{Outcome, Verdict};
+use super::{CheckInput, ms};
+use crate::history::{FaultDetail, ServedCert};
+
+/// AL-CERT's reading of "soon": fewer than 14 days left.
+pub const WARN_DAYS: f64 = 14.0;
+
+fn show(c: &ServedCert) -> String {
+    let state = if c.days_left < 0.0 {
+        "EXPIRED"
+    } else if c.days_left < WARN_DAYS {
+        "expiring (< 14 days: alert)"
+    } else {
+        "valid"
+    };
+    format!(
+        "serial {} not-before {} not-after {} ({:.1} days left, {state}; host matches: {}; issued by the run CA: {}; chain of {})",
+        c.serial, c.not_before, c.not_after, c.days_left, c.host_matches, c.issued_by_ca, c.chain_len
+    )
+}
+
+pub fn tls_expiry(input: &CheckInput<'_>) -> Verdict {
+    const ID: &str = "TLS-EXPIRY";
+    let expected = "the served certificate's dates are read over TLS (expired or < 14 days reported); after renewal + reload the new certificate is served with no failed request";
+    let h = input.history;
+    let mut evidence = Vec::new();
+    let mut expired_seen = false;
+    let mut renewals = Vec::new();
+    let mut not_landed = Vec::new();
+    for f in &h.faults {
+        let FaultDetail::CertReload { certificate, via, before, after, served_at, .. } = &f.detail else { continue };
+        if !f.landed {
+            not_landed.push(format!("`{certificate}`: {}", f.proof));
+            continue;
+        }
+        let Some(after) = after else { continue };
+        evidence.push(format!("after `{certificate}` ({via}): {}", show(after)));
+        if after.days_left < 0.0 {
+            expired_seen = true;
+        }
+        let was_bad = before.as_ref().is_some_and(|b| b.days_left < WARN_DAYS);
+        if was_bad && after.days_left >= WARN_DAYS {
+            let end = served_at.unwrap_or(f.injected_at) + 1_000_000;
+            let reqs: Vec<_> = h.requests_between(f.injected_at, end).collect();
+            let failed = reqs.iter().filter(|r| !r.ok()).count();
+            renewals.push((certificate.clone(), before.clone(), after.clone(), reqs.len(), failed, served_at.map(|s| ms(s - f.injected_at))));
+        }
+    }
+    if !not_landed.is_empty() && renewals.is_empty() {
+        return Verdict::new(ID, Outcome::Inconclusive, format!("certificate swap not proven: {}", not_landed.join("; ")), expected);
+    }
+    let Some((cert, before, after, total, failed, took)) = renewals.first().cloned() else {
+        return Verdict::new(ID, Outcome::Inconclusive, "no renewal of an expired or expiring certificate landed", expected);
+    };
+    let before_days = before.as_ref().map(|b| format!("{:.1}", b.days_left)).unwrap_or_default();
+    let measured = format!(
+        "renewal to `{cert}` served after {} ms: not-after {} ({:.1} days left, was {before_days}); {failed} of {total} requests failed across it",
+        took.unwrap_or(0),
+        after.not_after,
+        after.days_left
+    );
+    let mut problems = Vec::new();
+    if !expired_seen {
+        problems.push("no expired certificate was read back as expired".to_string());
+    }
+    if failed > 0 {
+        problems.push(format!("{failed} requests failed across the renewal"));
+    }
+    if !after.host_matches || !after.issued_by_ca {
+        problems.push("the renewed certificate does not match the host or the CA".into());
+    }
+    let outcome = if problems.is_empty() {
+        if total < 10 { Outcome::Inconclusive } else { Outcome::Pass }
+    } else {
+        Outcome::Fail
+    };
+    let measured = if problems.is_empty() { measured } else { format!("{}: {measured}", problems.join("; ")) };
+    let mut v = Verdict::new(ID, outcome, measured, expected).with_reading("expiring = fewer than 14 days left (the standard gives no threshold; finding 13)");
+    for e in evidence {
+        v = v.with_evidence(e);
+    }
+    v
+}

@@ -1,0 +1,80 @@
+//! A broken configuration followed by a reload: the stack's config test must
+//! reject it and the proxy must keep serving with the old configuration.
+//! The good file is put back and reloaded after.
+
+use super::Nemesis;
+use super::proxy::{http_addr, proxy_service, reload};
+use crate::history::{FaultDetail, FaultRecord};
+use crate::observe::http::{get, probe_client};
+use std::time::Duration;
+
+pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRecord {
+    let label = "broken config + reload".to_string();
+    let mut detail = FaultDetail::BrokenReload {
+        pid_before: 0,
+        pid_after: None,
+        test_failed: false,
+        test_output: String::new(),
+        served_after: 0,
+        reloaded_at: None,
+    };
+    let Some((svc, decl)) = proxy_service(n, target) else {
+        return n.not_landed(index, label, target, "no service declares [proxy]".into(), detail);
+    };
+    let (Some(file), Some(addr)) = (&decl.config_file, http_addr(n, svc)) else {
+        return n.not_landed(index, label, &svc.name, "the proxy declares no config_file".into(), detail);
+    };
+    let path = n.plan.run_dir.join(&svc.name).join(file);
+    let Ok(good) = std::fs::read(&path) else {
+        return n.not_landed(index, label, &svc.name, format!("cannot read {}", path.display()), detail);
+    };
+    let pid_before = n.backend.pid(&svc.name).unwrap_or(0);
+    let injected_at = n.now();
+    let mut broken = b"this_directive_does_not_exist on;\n".to_vec();
+    broken.extend_from_slice(&good);
+    if let Err(e) = std::fs::write(&path, &broken) {
+        return n.not_landed(index, label, &svc.name, format!("cannot write {}: {e}", path.display()), detail);
+    }
+    let (test_failed, test_output) = match render_argv(n, &svc.name, &decl.test_config) {
+        Some(argv) if !argv.is_empty() => match n.backend.exec(&svc.name, &argv).await {
+            Ok(out) => (!out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()),
+            Err(e) => (false, format!("config test could not run: {e}")),
+        },
+        _ => (false, "the proxy declares no test_config".to_string()),
+    };
+    let reloaded = reload(n, svc, decl).await;
+    let reloaded_at = n.now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = probe_client(Duration::from_secs(2));
+    let ready_path = match &svc.ready {
+        crate::manifest::ReadyCheck::Http { http, .. } => http.clone(),
+        crate::manifest::ReadyCheck::Tcp { .. } => "/".into(),
+    };
+    let mut served_after = 0;
+    for _ in 0..10 {
+        if (200..300).contains(&get(&client, addr, &ready_path, None).await.status) {
+            served_after += 1;
+        }
+    }
+    let pid_after = n.backend.pid(&svc.name);
+    // Put the good file back and apply it, whatever happened.
+    let _ = std::fs::write(&path, &good);
+    let healed = if n.backend.pid(&svc.name).is_some() { reload(n, svc, decl).await.is_ok() } else { n.heal(&svc.name).await.is_ok() };
+    let landed = reloaded.is_ok() && test_failed;
+    let proof = format!(
+        "config test {} ({}); reload {}; {served_after}/10 GETs 2xx after; pid {pid_before} -> {}; restored: {healed}",
+        if test_failed { "rejected the broken file" } else { "did NOT reject the broken file" },
+        test_output.lines().next().unwrap_or(""),
+        match &reloaded {
+            Ok((via, _)) => format!("by {via}"),
+            Err(e) => format!("failed: {e}"),
+        },
+        pid_after.map(|p| p.to_string()).unwrap_or_else(|| "(none)".into())
+    );
+    detail = FaultDetail::BrokenReload { pid_before, pid_after, test_failed, test_output, served_after, reloaded_at: Some(reloaded_at) };
+    FaultRecord { index, label, service: svc.name.clone(), injected_at, healed_at: Some(n.now()), landed, proof, detail }
+}
+
+fn render_argv(n: &Nemesis<'_>, service: &str, argv: &[String]) -> Option<Vec<String>> {
+    argv.iter().map(|a| n.plan.render_value(service, a).ok()).collect()
+}

@@ -1,0 +1,104 @@
+//! Put another of the run's certificates in place (expired, expiring,
+//! renewed, ...) and reload the TLS service the way it declares; prove it
+//! by reading the served certificate before and after over TLS.
+
+use super::Nemesis;
+use super::proxy::{proxy_service, reload};
+use crate::history::{FaultDetail, FaultRecord, ServedCert};
+use crate::observe::tls::read_served_cert;
+use crate::stack::certs::activate_in;
+use std::time::{Duration, Instant};
+
+async fn served(n: &Nemesis<'_>) -> Result<ServedCert, String> {
+    let tls = n.manifest.tls.as_ref().ok_or("the stack has no [tls] section")?;
+    let certs = n.plan.certs.as_ref().ok_or("no certificates were generated")?;
+    let addr = n.backend.endpoint(&tls.service, &tls.port).ok_or("the TLS port has no address")?;
+    let ca = certs.ca_pem().map_err(|e| e.to_string())?;
+    read_served_cert(addr, &tls.host, &ca, Duration::from_secs(2)).await
+}
+
+pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate: &str) -> FaultRecord {
+    let label = format!("certificate `{certificate}` put in place and reloaded");
+    let mut detail = FaultDetail::CertReload {
+        certificate: certificate.to_string(),
+        via: String::new(),
+        pid_before: 0,
+        pid_after: None,
+        reloaded_at: None,
+        served_at: None,
+        before: None,
+        after: None,
+    };
+    let (Some(tls), Some(certs)) = (n.manifest.tls.as_ref(), n.plan.certs.as_ref()) else {
+        return n.not_landed(index, label, target, "the stack declares no [tls]".into(), detail);
+    };
+    let Some(svc) = n.manifest.service(&tls.service) else {
+        return n.not_landed(index, label, target, "the [tls] service is not in the stack".into(), detail);
+    };
+    let Some((_, decl)) = proxy_service(n, &svc.name) else {
+        return n.not_landed(index, label, &svc.name, "the TLS service declares no [proxy] reload".into(), detail);
+    };
+    if !certs.paths.contains_key(certificate) || certificate == "active" || certificate == "ca" {
+        let names: Vec<&str> = crate::stack::certs::KINDS.iter().map(|k| k.0).collect();
+        return n.not_landed(index, label, &svc.name, format!("no certificate `{certificate}` (known: {})", names.join(", ")), detail);
+    }
+    let before = served(n).await.ok();
+    let pid_before = n.backend.pid(&svc.name).unwrap_or(0);
+    let injected_at = n.now();
+    if let Err(e) = activate_in(&certs.dir, certificate) {
+        return n.not_landed(index, label, &svc.name, e.to_string(), detail);
+    }
+    let (via, pid_after) = match reload(n, svc, decl).await {
+        Ok(r) => r,
+        Err(e) => return n.not_landed(index, label, &svc.name, format!("reload failed: {e}"), detail),
+    };
+    let reloaded_at = n.now();
+    // The new certificate is served once the new workers run; poll for it.
+    let expected = crate::observe::tls::describe_file(&certs.paths[certificate].cert, &tls.host);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = None;
+    let mut served_at = None;
+    while Instant::now() < deadline {
+        if let Ok(c) = served(n).await {
+            let new = expected.as_ref().is_some_and(|e| e.serial == c.serial);
+            after = Some(c);
+            if new {
+                served_at = Some(n.now());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let landed = served_at.is_some();
+    let describe = |c: &Option<ServedCert>| {
+        c.as_ref()
+            .map(|c| format!("serial {} not-after {} ({:.1} days left)", c.serial, c.not_after, c.days_left))
+            .unwrap_or_else(|| "(unreadable)".into())
+    };
+    let proof = format!(
+        "{via}: before {}; after {}; pid {pid_before} -> {}",
+        describe(&before),
+        describe(&after),
+        n.backend.pid(&svc.name).unwrap_or(pid_after)
+    );
+    detail = FaultDetail::CertReload {
+        certificate: certificate.to_string(),
+        via,
+        pid_before,
+        pid_after: n.backend.pid(&svc.name),
+        reloaded_at: Some(reloaded_at),
+        served_at,
+        before,
+        after,
+    };
+    FaultRecord {
+        index,
+        label,
+        service: svc.name.clone(),
+        injected_at,
+        healed_at: None,
+        landed,
+        proof: if landed { proof } else { format!("the new certificate was not served within 5 s: {proof}") },
+        detail,
+    }
+}

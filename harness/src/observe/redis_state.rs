@@ -1,0 +1,245 @@
+//! The declared Redis's own account of itself (RD-AOF, RD-RDB, RD-MAXMEM,
+//! RD-AUTH), and the audit of acknowledged writes against what it holds.
+//!
+//! Both run after the faults, with the load stopped, and only record: the
+//! checkers judge later from the history.
+
+use crate::history::{AckedWrite, Finding, Micros, RedisSample, WriteAudit};
+use crate::manifest::Manifest;
+use crate::stack::render::StackPlan;
+use redis::aio::MultiplexedConnection;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Configuration names read with `CONFIG GET`.
+pub const CONFIG_NAMES: &[&str] = &["appendonly", "appendfsync", "save", "maxmemory", "maxmemory-policy", "dir", "dbfilename"];
+
+/// A Redis service the manifest declares access to.
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    pub service: String,
+    pub addr: SocketAddr,
+    pub password: Option<String>,
+    pub broker: bool,
+}
+
+/// Every Redis the manifest declares, with its rendered password.
+pub fn targets(manifest: &Manifest, plan: &StackPlan) -> Vec<RedisTarget> {
+    let has_worker = manifest.services.iter().any(|s| s.role == crate::manifest::Role::Worker);
+    manifest
+        .services
+        .iter()
+        .filter_map(|svc| {
+            let access = svc.redis.as_ref()?;
+            let addr = plan.service(&svc.name)?.addr(&access.port)?;
+            let password = access.password.as_ref().and_then(|p| plan.render_value(&svc.name, p).ok()).filter(|p| !p.is_empty());
+            Some(RedisTarget {
+                service: svc.name.clone(),
+                addr,
+                password,
+                broker: access.broker || has_worker,
+            })
+        })
+        .collect()
+}
+
+fn url(addr: SocketAddr, password: Option<&str>) -> String {
+    match password {
+        Some(p) => format!("redis://:{p}@{addr}/"),
+        None => format!("redis://{addr}/"),
+    }
+}
+
+async fn connect(addr: SocketAddr, password: Option<&str>) -> Result<MultiplexedConnection, String> {
+    let client = redis::Client::open(url(addr, password)).map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(2), client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| "no connection within 2 s".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// A connection as the stack's own clients get one: with the password if
+/// the server wants one, without if it does not (a server without
+/// `requirepass` rejects AUTH).
+pub async fn connect_as_client(t: &RedisTarget) -> Result<MultiplexedConnection, String> {
+    match connect(t.addr, t.password.as_deref()).await {
+        Ok(c) => Ok(c),
+        Err(with_password) => connect(t.addr, None).await.map_err(|_| with_password),
+    }
+}
+
+/// Parse `INFO` text into field -> value.
+pub fn parse_info(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Look at one Redis: PING without the password, CONFIG GET, a BGSAVE and `INFO persistence`.
+pub async fn sample(t: &RedisTarget, at: Micros) -> RedisSample {
+    let mut s = RedisSample {
+        at,
+        service: t.service.clone(),
+        broker: t.broker,
+        ..RedisSample::default()
+    };
+    // A client without the password: refused (NOAUTH) is what RD-AUTH wants.
+    match connect(t.addr, None).await {
+        Ok(mut c) => match redis::cmd("PING").query_async::<String>(&mut c).await {
+            Ok(reply) => s.unauthenticated_reply = reply,
+            Err(e) => {
+                s.unauthenticated_refused = true;
+                s.unauthenticated_reply = e.to_string();
+            }
+        },
+        Err(e) => {
+            s.unauthenticated_refused = true;
+            s.unauthenticated_reply = e;
+        }
+    }
+    let mut conn = match connect_as_client(t).await {
+        Ok(c) => c,
+        Err(e) => {
+            s.error = Some(format!("cannot connect to {} at {}: {e}", t.service, t.addr));
+            return s;
+        }
+    };
+    for name in CONFIG_NAMES {
+        match redis::cmd("CONFIG").arg("GET").arg(*name).query_async::<Vec<String>>(&mut conn).await {
+            Ok(pair) if pair.len() >= 2 => {
+                s.config.insert(pair[0].clone(), pair[1].clone());
+            }
+            Ok(_) => {}
+            Err(e) => s.error = Some(format!("CONFIG GET {name}: {e}")),
+        }
+    }
+    // Ask for a snapshot now: proves the instance can write one where it is configured to.
+    if let Err(e) = redis::cmd("BGSAVE").arg("SCHEDULE").query_async::<String>(&mut conn).await {
+        s.error = Some(format!("BGSAVE: {e}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match redis::cmd("INFO").arg("persistence").query_async::<String>(&mut conn).await {
+            Ok(text) => s.persistence = parse_info(&text),
+            Err(e) => {
+                s.error = Some(format!("INFO persistence: {e}"));
+                break;
+            }
+        }
+        let busy = |k: &str| s.persistence.get(k).is_some_and(|v| v != "0");
+        if !(busy("rdb_bgsave_in_progress") || busy("aof_rewrite_in_progress")) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let (Some(dir), Some(file)) = (s.config.get("dir"), s.config.get("dbfilename")) {
+        s.rdb_file_bytes = std::fs::metadata(std::path::Path::new(dir).join(file)).ok().map(|m| m.len());
+    }
+    s
+}
+
+/// The Redis key each acknowledged write should be in, by the manifest's
+/// `writes` declarations; writes on routes nobody declared are left out.
+pub fn expected_keys(manifest: &Manifest, routes: &[String], acked: &[AckedWrite]) -> Vec<String> {
+    let decls: Vec<_> = manifest.services.iter().flat_map(|s| s.writes.iter()).collect();
+    acked
+        .iter()
+        .filter_map(|w| {
+            let route = routes.get(w.route as usize)?;
+            let path = route.split_once(' ').map(|(_, p)| p).unwrap_or(route);
+            let decl = decls.iter().find(|d| d.path == path)?;
+            Some(decl.key.replace(crate::load::driver::ID_PLACEHOLDER, &w.id.to_string()))
+        })
+        .collect()
+}
+
+/// Look every expected key up (EXISTS, pipelined).
+pub async fn audit(t: &RedisTarget, keys: &[String], at: Micros) -> WriteAudit {
+    let mut audit = WriteAudit {
+        at,
+        service: t.service.clone(),
+        ..WriteAudit::default()
+    };
+    let mut conn = match connect_as_client(t).await {
+        Ok(c) => c,
+        Err(e) => {
+            audit.error = Some(format!("cannot connect to {} at {}: {e}", t.service, t.addr));
+            return audit;
+        }
+    };
+    for chunk in keys.chunks(500) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.cmd("EXISTS").arg(k);
+        }
+        match pipe.query_async::<Vec<u8>>(&mut conn).await {
+            Ok(found) => {
+                audit.checked += chunk.len() as u64;
+                audit.missing.extend(chunk.iter().zip(found).filter(|(_, f)| *f == 0).map(|(k, _)| k.clone()));
+            }
+            Err(e) => {
+                audit.error = Some(format!("EXISTS: {e}"));
+                break;
+            }
+        }
+    }
+    audit
+}
+
+/// After the faults: sample every declared Redis and audit the acknowledged
+/// writes against the first one, recording both.
+pub async fn observe_after_faults(manifest: &Manifest, plan: &StackPlan, recorder: &crate::history::Recorder) {
+    let targets = targets(manifest, plan);
+    for t in &targets {
+        let s = sample(t, recorder.clock.now()).await;
+        let policy = s.config.get("maxmemory-policy").cloned().unwrap_or_default();
+        if s.broker && crate::check::redis::evicts(&policy) {
+            recorder.finding(Finding {
+                id: "F5-BROKER-EVICTION".into(),
+                title: "an evicting maxmemory policy on the Redis that is the task broker".into(),
+                evidence: format!(
+                    "{}: CONFIG GET maxmemory-policy = {policy}; under memory pressure Redis may evict queued tasks (silent task loss), \
+                     and used memory sits near maxmemory so the 80 % alert fires for good; a broker wants noeviction",
+                    t.service
+                ),
+            });
+        }
+        recorder.redis_sample(s);
+    }
+    let (routes, acked) = recorder.acked_writes();
+    if acked.is_empty() {
+        return;
+    }
+    let Some(t) = targets.first() else { return };
+    let keys = expected_keys(manifest, &routes, &acked);
+    let audit = audit(t, &keys, recorder.clock.now()).await;
+    recorder.finding(Finding {
+        id: "F7-KILL9-NOT-FSYNC".into(),
+        title: "a kill -9 of Redis proves restart, not fsync durability".into(),
+        evidence: format!(
+            "{} of {} acknowledged writes looked up in {} after the faults; writes sit in the OS page cache, so a SIGKILL of \
+             redis-server loses none of them whatever appendfsync says; only a fault that drops unsynced writes (power loss, lazyfs) \
+             tests appendfsync everysec",
+            audit.checked,
+            acked.len(),
+            t.service
+        ),
+    });
+    recorder.write_audit(audit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_info_sections() {
+        let info = parse_info("# Persistence\r\nloading:0\r\nrdb_last_bgsave_status:ok\r\naof_enabled:1\r\n");
+        assert_eq!(info.get("rdb_last_bgsave_status").map(String::as_str), Some("ok"));
+        assert_eq!(info.get("aof_enabled").map(String::as_str), Some("1"));
+        assert!(!info.contains_key("# Persistence"));
+    }
+}
