@@ -76,6 +76,44 @@ async fn harness_load(url: &str, users: usize, seconds: u64) -> (f64, usize, usi
     (history.requests.len() as f64 / window_s, failed, bytes / history.requests.len().max(1))
 }
 
+/// The same requests and the same history recording, without goose: isolates
+/// what goose's per-request machinery costs.
+async fn reqwest_direct(url: &str, users: usize, seconds: u64) -> f64 {
+    let recorder = Arc::new(Recorder::new(RunClock::start()));
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..users)
+        .map(|_| {
+            let client = client.clone();
+            let recorder = recorder.clone();
+            let url = url.to_string();
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let start = recorder.clock.now();
+                    let (status, bytes) = match client.get(&url).send().await {
+                        Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.len()).unwrap_or(0)),
+                        Err(_) => (0, 0),
+                    };
+                    recorder.request(RequestRecord {
+                        start,
+                        end: recorder.clock.now(),
+                        status,
+                        route: 0,
+                        version: 0,
+                        error: chaosgate::history::TransportError::None,
+                        bytes: bytes as u32,
+                    });
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    recorder.take_history().requests.len() as f64 / started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let seconds = env_num("BENCH_SECONDS", 5);
     let rounds = env_num("BENCH_ROUNDS", 3);
@@ -108,8 +146,10 @@ fn main() {
     let mut ours = Vec::new();
     let mut failed = 0;
     let mut bytes_per_request = 0;
+    let mut direct = Vec::new();
     for _ in 0..rounds {
         wrk_rates.push(wrk(&url, users as u64, seconds));
+        direct.push(runtime.block_on(reqwest_direct(&url, users, seconds)));
         let (rate, f, b) = runtime.block_on(harness_load(&base, users, seconds));
         ours.push(rate);
         failed += f;
@@ -123,7 +163,9 @@ fn main() {
         median(healthy.clone()), healthy.iter().cloned().fold(f64::MAX, f64::min), healthy.iter().cloned().fold(0.0, f64::max), healthy.len());
     println!("wrk:              median {w:.0} req/s  (rounds: {})", fmt_rates(&wrk_rates));
     println!("harness (goose):  median {h:.0} req/s  (rounds: {}), {failed} failed", fmt_rates(&ours));
-    println!("ratio harness/wrk: {:.2}  (goal ≥ 0.60)", h / w);
+    let d = median(direct.clone());
+    println!("reqwest direct:   median {d:.0} req/s  (rounds: {}), same recording, no goose", fmt_rates(&direct));
+    println!("ratio harness/wrk: {:.2}  (goal ≥ 0.60); reqwest direct/wrk: {:.2}", h / w, d / w);
     println!("history: {} bytes per request in memory (RequestRecord is {} bytes; Vec growth included; goal ≤ 64)",
         bytes_per_request, std::mem::size_of::<RequestRecord>());
 }
