@@ -58,6 +58,7 @@ async fn harness_load(url: &str, users: usize, seconds: u64) -> (f64, usize, usi
         rate_per_s: None,
         think_ms: 0,
         think_max_ms: None,
+        keepalive: true,
         requests: vec![RequestSpec { method: "GET".into(), path: "/nginx-health".into(), body: None, weight: 1, expect: vec![] }],
     };
     let recorder = Arc::new(Recorder::new(RunClock::start()));

@@ -373,7 +373,7 @@ fn print_kept(manifest: &Manifest, backend: &ProcessBackend, run_id: &str) {
     eprintln!("chaosgate: --keep: the stack stays up (run {run_id}):");
     for s in &manifest.services {
         let pid = backend.pid(&s.name).map(|p| format!("pid {p}")).unwrap_or_else(|| "not running".into());
-        let addrs: Vec<String> = s.ports.iter().filter_map(|p| backend.endpoint(&s.name, p).map(|a| format!("{p}=http://{a}"))).collect();
+        let addrs: Vec<String> = s.ports.iter().filter_map(|p| backend.endpoint(&s.name, p).map(|a| format!("{p}={a}"))).collect();
         let log = backend.log_path(&s.name).map(|p| p.display().to_string()).unwrap_or_default();
         eprintln!("  {:<8} {:<10} {}  log: {log}", s.name, pid, addrs.join(" "));
     }

@@ -67,6 +67,10 @@ pub struct LoadSpec {
     pub think_ms: u64,
     pub think_max_ms: Option<u64>,
     pub requests: Vec<RequestSpec>,
+    /// Whether simulated users keep connections open between requests (default
+    /// true). `false`: a new connection per request, so a server closing idle
+    /// keep-alive connections (nginx at reload) is not mistaken for dropping traffic.
+    pub keepalive: bool,
 }
 
 /// `[load]` as written, with the spans the checks after parsing point at.
@@ -93,6 +97,12 @@ struct RawLoad {
     think_max_ms: Option<u64>,
     #[serde(rename = "request")]
     requests: Spanned<Vec<RawRequest>>,
+    #[serde(default = "default_keepalive")]
+    keepalive: bool,
+}
+
+fn default_keepalive() -> bool {
+    true
 }
 
 impl RawLoad {
@@ -108,6 +118,7 @@ impl RawLoad {
             rate_per_s: self.rate_per_s,
             think_ms: self.think_ms,
             think_max_ms: self.think_max_ms,
+            keepalive: self.keepalive,
             requests: self
                 .requests
                 .into_inner()

@@ -52,6 +52,11 @@ fn describe(result: &ScenarioResult) -> String {
 #[case::sigterm_drain("scenarios/sigterm-drain.toml")]
 #[case::redis_outage("scenarios/redis-outage-health.toml")]
 #[case::config("scenarios/config.toml")]
+#[case::rd_recover("scenarios/redis-recover.toml")]
+#[case::nx_rate("scenarios/nginx-rate.toml")]
+#[case::nx_upstreams("scenarios/nginx-upstreams.toml")]
+#[case::nx_features("scenarios/nginx-features.toml")]
+#[case::nx_tls_expiry("scenarios/tls-expiry.toml")]
 fn reference_stack_passes(#[case] scenario_file: &str) {
     let (result, _) = run("fixtures/stacks/reference", scenario_file);
     assert_eq!(result.error, None);
@@ -71,6 +76,20 @@ fn reference_stack_passes(#[case] scenario_file: &str) {
 #[case::no_startup_validation("no-startup-validation", "scenarios/config.toml", "CF-VALIDATE", "still running")]
 #[case::sighup_ignored("sighup-ignored", "scenarios/config.toml", "CF-HOT", "not in effect")]
 #[case::version_ignores_env("version-ignores-env", "scenarios/config.toml", "CF-ENV", "but the service showed")]
+#[case::rd_aof_off("aof-off", "scenarios/redis-recover.toml", "RD-AOF", "acknowledged writes missing after the restart")]
+#[case::rd_aof_off_loses_writes("aof-off", "scenarios/redis-recover.toml", "RD-RECOVER", "writes: ")]
+#[case::rd_rdb_off("rdb-off", "scenarios/redis-recover.toml", "RD-RDB", "save points none")]
+#[case::rd_no_maxmemory("no-maxmemory", "scenarios/redis-recover.toml", "RD-MAXMEM", "maxmemory 0 bytes")]
+#[case::rd_no_password("redis-no-password", "scenarios/redis-recover.toml", "RD-AUTH", "PING without password answered PONG")]
+#[case::rd_ready_ignores_redis("ready-ignores-redis", "scenarios/redis-recover.toml", "RD-RECOVER", "while redis was down")]
+#[case::nx_limit_503("nginx-limit-503", "scenarios/nginx-rate.toml", "NX-RATE", "× 503 and 0 × 429 above the limit")]
+#[case::nx_no_gzip("nginx-no-gzip", "scenarios/nginx-features.toml", "NX-GZIP", "not gzip-encoded")]
+#[case::nx_no_keepalive("nginx-no-keepalive", "scenarios/nginx-features.toml", "NX-KEEPALIVE", "new backend connections for")]
+#[case::nx_no_cache("nginx-no-cache", "scenarios/nginx-features.toml", "NX-CACHE", "0 of 4 repeats were cache hits")]
+#[case::nx_one_upstream("nginx-one-upstream", "scenarios/nginx-upstreams.toml", "NX-FAILOVER", "requests failed while app was down")]
+#[case::nx_masks_502("nginx-masks-502", "scenarios/nginx-upstreams.toml", "NX-502", "other answers")]
+#[case::nx_restart_tls("nginx-restart-on-renew", "scenarios/tls-expiry.toml", "TLS-EXPIRY", "requests failed across the renewal")]
+#[case::nx_restart_reload("nginx-restart-on-renew", "scenarios/tls-expiry.toml", "NX-RELOAD", "requests failed across the reload")]
 fn mutant_fails_its_check(#[case] mutant: &str, #[case] scenario_file: &str, #[case] requirement: &str, #[case] measured: &str) {
     let (result, manifest) = run(&format!("fixtures/stacks/mutants/{mutant}"), scenario_file);
     let breaks = manifest.mutant.as_ref().map(|m| m.breaks.clone()).unwrap_or_default();
@@ -109,4 +128,15 @@ fn every_check_has_a_mutant_that_breaks_it() {
     for (id, _) in check::CHECKS {
         assert!(broken.iter().any(|b| b == id), "no mutant breaks {id}");
     }
+}
+
+/// Finding 2 of the standard: a rate limit answering 503 is reported beside
+/// the verdicts, with its evidence.
+#[test]
+fn nx_limit_503_is_reported_as_a_finding() {
+    let (result, _) = run("fixtures/stacks/mutants/nginx-limit-503", "scenarios/nginx-rate.toml");
+    let finding = result.history.findings.iter().find(|f| f.id == "NX-LIMIT-503").expect("the 503 finding");
+    assert!(finding.evidence.contains("× 503, 0 × 429"), "{}", finding.evidence);
+    let (reference, _) = run("fixtures/stacks/reference", "scenarios/nginx-rate.toml");
+    assert!(reference.history.findings.iter().all(|f| !f.id.starts_with("NX-LIMIT")), "{:?}", reference.history.findings);
 }

@@ -1,7 +1,7 @@
 //! Section 1: health checks (HC-READY, HC-LIVE, HC-AGG).
 
 use super::verdict::{Outcome, Verdict};
-use super::{CheckInput, outages, rel, sigterms};
+use super::{CheckInput, not_landed, outages, rel, sigterms};
 use crate::history::{FaultDetail, FaultRecord, History, Micros, ProbeKind, ProbeSample, ServiceEventKind};
 
 const READY_EXPECTED: &str =
@@ -49,15 +49,6 @@ fn describe(s: &ProbeSample) -> String {
     }
 }
 
-fn not_landed(id: &str, f: &FaultRecord) -> Verdict {
-    Verdict::new(
-        id,
-        Outcome::Inconclusive,
-        format!("the fault did not take effect: {}", f.proof),
-        "a fault proven to have landed",
-    )
-    .with_evidence(format!("fault #{} {}", f.index, f.label))
-}
 
 fn ready_after_sigterm(input: &CheckInput<'_>, f: &FaultRecord) -> Verdict {
     const ID: &str = "HC-READY";

@@ -90,6 +90,12 @@ pub(crate) fn outages<'a>(h: &'a History, services: &'a [String]) -> impl Iterat
     })
 }
 
+/// The verdict when the fault that tests a requirement never took effect.
+pub(crate) fn not_landed(id: &str, f: &FaultRecord) -> Verdict {
+    Verdict::new(id, Outcome::Inconclusive, format!("the fault did not take effect: {}", f.proof), "a fault proven to have landed")
+        .with_evidence(format!("fault #{} {}", f.index, f.label))
+}
+
 pub(crate) fn ms(us: Micros) -> u64 {
     us / 1000
 }

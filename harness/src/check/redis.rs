@@ -106,7 +106,8 @@ pub fn rd_rdb(input: &CheckInput<'_>) -> Verdict {
             Some(n) => format!("{} present ({n} bytes)", config(s, "dbfilename")),
             None => format!("{} absent", config(s, "dbfilename")),
         };
-        let measured = format!("{}: save \"{save}\", rdb_last_bgsave_status {status}, {file}", s.service);
+        let points = if save.trim().is_empty() { "none".to_string() } else { format!("\"{save}\"") };
+        let measured = format!("{}: save points {points}, rdb_last_bgsave_status {status}, {file}", s.service);
         let ok = !save.trim().is_empty() && save != "?" && status == "ok" && s.rdb_file_bytes.is_some();
         Verdict::new(ID, if ok { Outcome::Pass } else { Outcome::Fail }, measured, expected)
     })
@@ -172,20 +173,19 @@ pub fn rd_recover(input: &CheckInput<'_>) -> Verdict {
         v.reading = None;
         v
     };
-    let mut parts = vec![
-        relabel(health::hc_ready(input), "readiness"),
-        relabel(health::hc_live(input), "liveness"),
-    ];
+    // Lost writes first: of several failures, the headline is the first.
+    let mut parts = vec![match audit_part(ID, input) {
+        Some(part) => relabel(part, "writes"),
+        None => Verdict::new(ID, Outcome::Inconclusive, "writes: no acknowledged write was audited", expected),
+    }];
+    parts.push(relabel(health::hc_ready(input), "readiness"));
+    parts.push(relabel(health::hc_live(input), "liveness"));
     for (i, (f, _, back)) in landed.iter().enumerate() {
         // Judged until the next outage starts, which has its own window.
         let until = landed.get(i + 1).map(|(next, _, _)| next.injected_at).unwrap_or(Micros::MAX);
         if let Some(back) = back {
             parts.push(no_5xx_once_ready(input, &f.service, *back, until));
         }
-    }
-    match audit_part(ID, input) {
-        Some(part) => parts.push(relabel(part, "writes")),
-        None => parts.push(Verdict::new(ID, Outcome::Inconclusive, "writes: no acknowledged write was audited", expected)),
     }
     // Merge keeps the worst part as the headline; a pass names every part.
     let summary = parts.iter().map(|p| p.measured.clone()).collect::<Vec<_>>().join("; ");

@@ -1,18 +1,10 @@
 //! Section 2: graceful shutdown (GS-SIGTERM, GS-DRAIN, GS-CLEANUP).
 
 use super::verdict::{Outcome, Verdict};
-use super::{CheckInput, ms, rel, sigterms};
+use super::{CheckInput, not_landed, ms, rel, sigterms};
 use crate::history::{FaultDetail, FaultRecord, History, RequestRecord, TransportError};
 use std::collections::BTreeMap;
 
-fn not_landed(id: &str, f: &FaultRecord) -> Verdict {
-    Verdict::new(
-        id,
-        Outcome::Inconclusive,
-        format!("the fault did not take effect: {}", f.proof),
-        "a fault proven to have landed",
-    )
-}
 
 fn no_sigterm(id: &str, expected: &str) -> Verdict {
     Verdict::new(

@@ -215,6 +215,18 @@ impl LoadHandle {
         .set_name("mix");
         let rate = spec.ramp_per_s.unwrap_or(spec.users.max(1) * 20);
         let mut scenario = scenario!("chaosgate").register_transaction(transaction);
+        if !spec.keepalive {
+            // A new connection per request: the client keeps no idle connection a server could close under it.
+            let fresh = Transaction::new(Arc::new(|user: &mut GooseUser| {
+                Box::pin(async move {
+                    let builder = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(Duration::from_secs(30));
+                    user.set_client_builder(builder).await.map_err(Box::new)
+                })
+            }))
+            .set_name("no-keepalive")
+            .set_on_start();
+            scenario = scenario.register_transaction(fresh);
+        }
         if spec.think_ms > 0 || spec.think_max_ms.is_some() {
             let min = Duration::from_millis(spec.think_ms);
             let max = Duration::from_millis(spec.think_max_ms.unwrap_or(spec.think_ms).max(spec.think_ms));

@@ -164,10 +164,7 @@ async fn one_bad_start(
                 .join("\n"),
         },
     };
-    match n.heal(&svc.name).await {
-        Ok(at) => record.healed_at = Some(at),
-        Err(e) => record.proof.push_str(&format!("; could not restore it: {e}")),
-    }
+    n.restore(&svc.name, &mut record).await;
     record
 }
 
@@ -247,10 +244,7 @@ pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &st
         ),
         detail,
     };
-    match n.heal(&svc.name).await {
-        Ok(at) => record.healed_at = Some(at),
-        Err(e) => record.proof.push_str(&format!("; could not restore it: {e}")),
-    }
+    n.restore(&svc.name, &mut record).await;
     record
 }
 

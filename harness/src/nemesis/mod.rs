@@ -64,6 +64,14 @@ impl Nemesis<'_> {
         Ok(self.now())
     }
 
+    /// Restore the service and note in the record when that happened, or why it could not.
+    pub async fn restore(&self, service: &str, record: &mut FaultRecord) {
+        match self.heal(service).await {
+            Ok(at) => record.healed_at = Some(at),
+            Err(e) => record.proof.push_str(&format!("; could not restore it: {e}")),
+        }
+    }
+
     /// A fault that never happened, recorded so checks can say inconclusive and why.
     pub fn not_landed(&self, index: usize, label: String, service: &str, why: String, detail: FaultDetail) -> FaultRecord {
         FaultRecord {

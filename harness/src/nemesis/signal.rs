@@ -71,10 +71,7 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
             killed_after_grace,
             cleanup: Some(cleanup),
         };
-        match n.heal(service).await {
-            Ok(at) => record.healed_at = Some(at),
-            Err(e) => record.proof.push_str(&format!("; could not start it again: {e}")),
-        }
+        n.restore(service, &mut record).await;
         return record;
     }
     if let FaultDetail::Signal { pid: p, .. } = &mut record.detail {
