@@ -553,6 +553,21 @@ fn hc_agg_passes_when_health_names_the_failed_dependency() {
     expect_evidence(&v, DOWN_BODY);
 }
 
+/// Regression (seen in a 5-run loop of the reference): a probe sent just before
+/// the kill and answered after it rightly says 503; it is not a "before" sample.
+#[test]
+fn hc_agg_ignores_a_probe_in_flight_when_the_dependency_died() {
+    let mut h = agg_history((200, UP_BODY), (503, DOWN_BODY));
+    h.probes.push(ProbeSample {
+        latency_us: 5_000,
+        body: Some(DOWN_BODY.into()),
+        ..probe(T0 - 2, ProbeKind::Aggregate, 503)
+    });
+    h.probes.sort_by_key(|p| p.at);
+    let v = check("HC-AGG", &h);
+    assert_eq!(v.outcome, Pass, "{v:?}");
+}
+
 #[test]
 fn hc_agg_accepts_the_dependency_named_by_its_role() {
     let mut p = aggs(9_000, T0, 200, UP_BODY);

@@ -313,7 +313,9 @@ pub fn hc_agg(input: &CheckInput<'_>) -> Verdict {
                 return not_landed(ID, f);
             };
             let samples: Vec<&ProbeSample> = h.probes_of(input.probed_service, ProbeKind::Aggregate).collect();
-            let before: Vec<&&ProbeSample> = samples.iter().filter(|p| p.at < f.injected_at && p.status != 0).collect();
+            // Answered before the fault: a probe in flight when it struck may rightly see it.
+            let before: Vec<&&ProbeSample> =
+                samples.iter().filter(|p| p.at + u64::from(p.latency_us) < f.injected_at && p.status != 0).collect();
             let detect_from = down + input.settings.ready_dependency_detect_ms * 1000;
             let during: Vec<&&ProbeSample> = samples.iter().filter(|p| p.at >= detect_from && p.at < restarted).collect();
             if during.len() < 3 || before.is_empty() {
