@@ -34,7 +34,9 @@ pub fn diagnose(manifest: &Manifest) -> Vec<Finding> {
     let path = stack_path(manifest);
     let built = manifest.build.iter().map(|b| b.command.join(" ")).collect::<Vec<_>>();
     for svc in &manifest.services {
-        let program = &svc.command[0];
+        // A program under the manifest (a virtualenv, say) is looked up where it will be.
+        let manifest_dir = std::fs::canonicalize(&manifest.dir).unwrap_or_else(|_| manifest.dir.clone());
+        let program = &svc.command[0].replace("{{ manifest_dir }}", &manifest_dir.display().to_string());
         let found = if program.contains("{{") {
             None
         } else if program.contains('/') {

@@ -270,6 +270,9 @@ pub enum FaultDetail {
         services: Vec<String>,
         down_at: Option<Micros>,
         restarted_at: Option<Micros>,
+        /// 502 lines the proxy's access log gained meanwhile (what a 5xx alert counts).
+        #[serde(default)]
+        access_log_502: Option<u64>,
     },
     /// A certificate put in place and the proxy reloaded (TLS-EXPIRY, NX-RELOAD).
     CertReload {
@@ -281,8 +284,12 @@ pub enum FaultDetail {
         reloaded_at: Option<Micros>,
         /// When the new certificate was first served.
         served_at: Option<Micros>,
-        before: Option<ServedCert>,
-        after: Option<ServedCert>,
+        before: Option<Box<ServedCert>>,
+        after: Option<Box<ServedCert>>,
+        /// HTTPS GETs by a client that verifies against the run's CA, from
+        /// just before the swap until 500 ms after the new certificate is served.
+        #[serde(default)]
+        https: HttpsTally,
     },
     /// A broken configuration followed by a reload; the old one must keep serving (NX-RELOAD).
     BrokenReload {
@@ -294,6 +301,16 @@ pub enum FaultDetail {
         /// Requests answered 2xx after the reload.
         served_after: u32,
         reloaded_at: Option<Micros>,
+    },
+    /// Tasks enqueued in a burst through the stack's enqueue endpoint (CW-FLOOD).
+    Flood {
+        requested: u32,
+        /// Answered 2xx (and so recorded as tasks).
+        accepted: u32,
+        /// Queue length right after the last enqueue: every priority list, the base list alone.
+        queue_total: Option<u64>,
+        queue_base_list: Option<u64>,
+        enqueued_until: Micros,
     },
 }
 
@@ -328,6 +345,15 @@ pub struct GzipAnswer {
     pub wire_bytes: u64,
     /// Bytes without `Accept-Encoding`.
     pub identity_bytes: u64,
+}
+
+/// Requests of a verifying HTTPS client across a certificate swap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HttpsTally {
+    pub ok: u32,
+    pub failed: u32,
+    /// The first failure, as the client reported it.
+    pub first_error: Option<String>,
 }
 
 /// The certificate a TLS server presented, as the harness read it.
@@ -403,6 +429,40 @@ pub struct RedisRecord {
     pub acknowledged: Vec<AckedWrite>,
     /// The comparison of `acknowledged` with what Redis held at the end.
     pub audit: Option<WriteAudit>,
+    /// Every task the harness enqueued, with what the tasks recorded of themselves.
+    #[serde(default)]
+    pub tasks: Vec<TaskRecord>,
+    /// Queue length samples (all priority lists, and the base list alone).
+    #[serde(default)]
+    pub queue: Vec<QueueSample>,
+    /// The worker's declared concurrency, as rendered for this run.
+    #[serde(default)]
+    pub worker_concurrency: Option<u32>,
+    /// The worker's declared visibility timeout.
+    #[serde(default)]
+    pub visibility_timeout_ms: Option<u64>,
+}
+
+/// One task: enqueued (2xx from the enqueue endpoint), started, finished.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    /// The standard's priority (10 high).
+    pub priority: u8,
+    pub enqueued_at: Micros,
+    /// (time, worker pid) of each start; more than one means it ran again.
+    pub starts: Vec<(Micros, u32)>,
+    pub finishes: Vec<(Micros, u32)>,
+}
+
+/// Queue length at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSample {
+    pub at: Micros,
+    /// Sum of LLEN over every priority list of the queue.
+    pub total: u64,
+    /// LLEN of the queue's base list alone (what `LLEN celery` shows).
+    pub base_list: u64,
 }
 
 /// One look at a Redis service (CONFIG GET, INFO persistence, an unauthenticated PING).
@@ -564,7 +624,10 @@ impl Recorder {
     }
 
     pub fn event(&self, service: &str, kind: ServiceEventKind) {
-        let at = self.clock.now();
+        self.event_at(self.clock.now(), service, kind);
+    }
+
+    pub fn event_at(&self, at: Micros, service: &str, kind: ServiceEventKind) {
         self.with(|h| {
             h.events.push(ServiceEvent {
                 at,
@@ -589,6 +652,19 @@ impl Recorder {
 
     pub fn write_audit(&self, audit: WriteAudit) {
         self.with(|h| h.redis.audit = Some(audit));
+    }
+
+    pub fn task_enqueued(&self, task: TaskRecord) {
+        self.with(|h| h.redis.tasks.push(task));
+    }
+
+    pub fn queue_sample(&self, sample: QueueSample) {
+        self.with(|h| h.redis.queue.push(sample));
+    }
+
+    /// Apply `f` to the Redis record (task events read at the end of the run).
+    pub fn with_redis<R>(&self, f: impl FnOnce(&mut RedisRecord) -> R) -> R {
+        self.with(|h| f(&mut h.redis))
     }
 
     /// (routes, acknowledged writes) recorded so far, for the audit.

@@ -262,6 +262,38 @@ pub struct Service {
     pub metrics: Option<MetricsDecl>,
     /// Where the service stores what a write request acknowledged (RD-AOF, RD-RECOVER).
     pub writes: Vec<WriteDecl>,
+    /// What the CW-* and GS-WORKER checks need to know about a task worker.
+    pub worker: Option<WorkerDecl>,
+}
+
+/// `[services.<worker>.worker]`: the broker queue, how tasks are enqueued,
+/// where tasks record their start and finish, and the worker's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerDecl {
+    /// Broker queue name (Celery's default: "celery").
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Variable holding the worker's concurrency (the standard: CELERY_WORKER_CONCURRENCY).
+    pub concurrency_env: String,
+    /// Service, port and path of the endpoint that enqueues one task (POST, `?priority=N&ms=M`, JSON body with `id`).
+    pub enqueue: EnqueueDecl,
+    /// Redis list where each task appends `{"id", "event": "start"|"finish", "pid", "at_us"}`.
+    pub events_key: String,
+    /// After this long an unacknowledged task is delivered again.
+    pub visibility_timeout_s: f64,
+}
+
+fn default_queue() -> String {
+    "celery".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueDecl {
+    pub service: String,
+    pub port: String,
+    pub path: String,
 }
 
 /// A write endpoint and the Redis key its acknowledged write lands in:
@@ -506,13 +538,19 @@ struct RawService {
     metrics: Option<Spanned<MetricsDecl>>,
     #[serde(default)]
     writes: Vec<WriteDecl>,
+    #[serde(default)]
+    worker: Option<WorkerDecl>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOverlay {
     extends: Spanned<String>,
-    mutant: RawMutant,
+    /// A variant of the base that is not a mutant (another worker, say) names itself.
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    mutant: Option<RawMutant>,
     #[serde(default)]
     services: BTreeMap<String, Spanned<RawServiceOverlay>>,
 }
@@ -529,6 +567,12 @@ struct RawServiceOverlay {
     /// How the proxy reloads, replaced (a stack that restarts instead).
     #[serde(default)]
     proxy_reload: Option<ProxyReload>,
+    /// The command replaced (another implementation of the service).
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    /// How to get that command, shown by `doctor`.
+    #[serde(default)]
+    install: Option<String>,
 }
 
 /// Read and validate a manifest. `path` may be a file or a directory holding `stack.toml`.
@@ -596,8 +640,14 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         if let (Some(reload), Some(proxy)) = (&overlay.proxy_reload, service.proxy.as_mut()) {
             proxy.reload = reload.clone();
         }
+        if let Some(command) = overlay.command.as_ref().filter(|c| !c.is_empty()) {
+            service.command = command.clone();
+        }
+        if let Some(install) = &overlay.install {
+            service.install = Some(install.clone());
+        }
     }
-    for id in &raw.mutant.breaks {
+    for id in raw.mutant.iter().flat_map(|m| &m.breaks) {
         if !crate::requirements::is_known(id.get_ref()) {
             errors.push(InputError::at(
                 file,
@@ -612,7 +662,10 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         return Err(InputErrors::in_file_order(errors));
     }
     base.file = file.to_path_buf();
-    base.mutant = Some(raw.mutant.into_section());
+    if let Some(name) = raw.name {
+        base.stack.name = name;
+    }
+    base.mutant = raw.mutant.map(RawMutant::into_section);
     Ok(base)
 }
 
@@ -813,6 +866,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                 proxy: s.proxy.clone(),
                 metrics: s.metrics.as_ref().map(|m| m.get_ref().clone()),
                 writes: s.writes.clone(),
+                worker: s.worker.clone(),
             }
         })
         .collect();

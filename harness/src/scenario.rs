@@ -227,6 +227,10 @@ pub struct FaultSpec {
     pub rate_per_s: Option<f64>,
     /// For `burst` and `backend-traffic`: how long.
     pub duration_s: Option<f64>,
+    /// For `flood`: how many tasks to enqueue.
+    pub count: Option<u32>,
+    /// For `flood`: how long each task runs, in ms.
+    pub task_ms: Option<u64>,
 }
 
 /// A `[[fault]]` as written, with the spans of the values the checks after parsing look at.
@@ -253,6 +257,10 @@ struct RawFault {
     rate_per_s: Option<f64>,
     #[serde(default)]
     duration_s: Option<f64>,
+    #[serde(default)]
+    count: Option<u32>,
+    #[serde(default)]
+    task_ms: Option<u64>,
 }
 
 impl RawFault {
@@ -269,6 +277,8 @@ impl RawFault {
             value: self.value,
             rate_per_s: self.rate_per_s,
             duration_s: self.duration_s,
+            count: self.count,
+            task_ms: self.task_ms,
         }
     }
 }
@@ -311,6 +321,8 @@ pub enum FaultAction {
     CertSwap,
     /// Break the proxy's configuration, reload, check the old one still serves, restore (NX-RELOAD).
     BrokenReload,
+    /// Enqueue `count` tasks of `task_ms` at mixed priorities through the declared endpoint (CW-*).
+    Flood,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -533,6 +545,7 @@ pub fn action_name(action: FaultAction) -> &'static str {
         FaultAction::KillAll => "kill-all",
         FaultAction::CertSwap => "cert-swap",
         FaultAction::BrokenReload => "broken-reload",
+        FaultAction::Flood => "flood",
     }
 }
 

@@ -53,6 +53,9 @@ fn describe(result: &ScenarioResult) -> String {
 #[case::redis_outage("scenarios/redis-outage-health.toml")]
 #[case::config("scenarios/config.toml")]
 #[case::rd_recover("scenarios/redis-recover.toml")]
+#[case::worker_flood("scenarios/worker-flood.toml")]
+#[case::worker_sigterm("scenarios/worker-sigterm.toml")]
+#[case::worker_redis_outage("scenarios/worker-redis-outage.toml")]
 #[case::nx_rate("scenarios/nginx-rate.toml")]
 #[case::nx_upstreams("scenarios/nginx-upstreams.toml")]
 #[case::nx_features("scenarios/nginx-features.toml")]
@@ -63,6 +66,19 @@ fn reference_stack_passes(#[case] scenario_file: &str) {
     assert!(!result.verdicts.is_empty());
     for v in &result.verdicts {
         assert_eq!(v.outcome, Outcome::Pass, "reference must pass every check:\n{}", describe(&result));
+    }
+}
+
+/// The worker scenarios against real Celery (5.x, in the `.venv` that `.ci/run` creates).
+#[rstest]
+#[case::worker_flood_celery("scenarios/worker-flood.toml")]
+#[case::worker_sigterm_celery("scenarios/worker-sigterm.toml")]
+fn real_celery_worker_passes(#[case] scenario_file: &str) {
+    assert!(repo(".venv/bin/celery").is_file(), "real Celery missing: python3 -m venv .venv && .venv/bin/pip install 'celery[redis]==5.*'");
+    let (result, _) = run("fixtures/stacks/reference-celery", scenario_file);
+    assert_eq!(result.error, None);
+    for v in &result.verdicts {
+        assert_eq!(v.outcome, Outcome::Pass, "real Celery must pass:\n{}", describe(&result));
     }
 }
 
@@ -82,7 +98,13 @@ fn reference_stack_passes(#[case] scenario_file: &str) {
 #[case::rd_no_maxmemory("no-maxmemory", "scenarios/redis-recover.toml", "RD-MAXMEM", "maxmemory 0 bytes")]
 #[case::rd_no_password("redis-no-password", "scenarios/redis-recover.toml", "RD-AUTH", "PING without password answered PONG")]
 #[case::rd_ready_ignores_redis("ready-ignores-redis", "scenarios/redis-recover.toml", "RD-RECOVER", "while redis was down")]
+#[case::worker_no_late_ack("worker-no-late-ack", "scenarios/worker-sigterm.toml", "GS-WORKER", "tasks lost")]
+#[case::worker_no_reconnect("worker-no-reconnect", "scenarios/worker-redis-outage.toml", "CW-RECONNECT", "never done after Redis returned")]
+#[case::worker_ignores_priority("worker-ignores-priority", "scenarios/worker-flood.toml", "CW-PRIO", "jumped a higher priority")]
+#[case::worker_ignores_concurrency("worker-ignores-concurrency", "scenarios/worker-flood.toml", "CW-CONC", "at most 1 tasks ran at once")]
+#[case::worker_sheds_load("worker-sheds-load", "scenarios/worker-flood.toml", "CW-FLOOD", "lost")]
 #[case::nx_limit_503("nginx-limit-503", "scenarios/nginx-rate.toml", "NX-RATE", "× 503 and 0 × 429 above the limit")]
+#[case::nx_limit_return("nginx-limit-return", "scenarios/nginx-rate.toml", "NX-RATE", "no 429 at 200/s")]
 #[case::nx_no_gzip("nginx-no-gzip", "scenarios/nginx-features.toml", "NX-GZIP", "not gzip-encoded")]
 #[case::nx_no_keepalive("nginx-no-keepalive", "scenarios/nginx-features.toml", "NX-KEEPALIVE", "new backend connections for")]
 #[case::nx_no_cache("nginx-no-cache", "scenarios/nginx-features.toml", "NX-CACHE", "0 of 4 repeats were cache hits")]
@@ -139,4 +161,13 @@ fn nx_limit_503_is_reported_as_a_finding() {
     assert!(finding.evidence.contains("× 503, 0 × 429"), "{}", finding.evidence);
     let (reference, _) = run("fixtures/stacks/reference", "scenarios/nginx-rate.toml");
     assert!(reference.history.findings.iter().all(|f| !f.id.starts_with("NX-LIMIT")), "{:?}", reference.history.findings);
+}
+
+/// Finding 2's test trap: a limited location that answers with `return` is
+/// never limited; reported with the location named.
+#[test]
+fn nx_limit_return_is_reported_as_a_finding() {
+    let (result, _) = run("fixtures/stacks/mutants/nginx-limit-return", "scenarios/nginx-rate.toml");
+    let finding = result.history.findings.iter().find(|f| f.id == "NX-LIMIT-RETURN").expect("the return finding");
+    assert!(finding.evidence.contains("location = /api/limited"), "{}", finding.evidence);
 }

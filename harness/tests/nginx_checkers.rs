@@ -4,7 +4,9 @@
 
 use chaosgate::check::verdict::{Outcome, Verdict};
 use chaosgate::check::{CheckInput, judge};
-use chaosgate::history::{BurstObservation, FaultDetail, FaultRecord, GzipAnswer, History, Micros, RequestRecord, ServedCert, TransportError};
+use chaosgate::history::{
+    BurstObservation, FaultDetail, FaultRecord, GzipAnswer, History, Micros, RequestRecord, ServedCert, TransportError,
+};
 use chaosgate::scenario::Settings;
 use std::collections::BTreeMap;
 
@@ -49,12 +51,24 @@ fn fault(service: &str, at_ms: u64, landed: bool, detail: FaultDetail) -> FaultR
 fn steady(from_ms: u64, to_ms: u64, status: u16) -> Vec<RequestRecord> {
     (from_ms..to_ms)
         .step_by(10)
-        .map(|t| RequestRecord { start: ms(t), end: ms(t + 5), status, route: 0, version: 0, error: TransportError::None, bytes: 64 })
+        .map(|t| RequestRecord {
+            start: ms(t),
+            end: ms(t + 5),
+            status,
+            route: 0,
+            version: 0,
+            error: TransportError::None,
+            bytes: 64,
+        })
         .collect()
 }
 
 fn history(requests: Vec<RequestRecord>, faults: Vec<FaultRecord>) -> History {
-    History { requests, faults, ..History::default() }
+    History {
+        requests,
+        faults,
+        ..History::default()
+    }
 }
 
 fn burst(rate: f64, statuses: &[(u16, u32)], backend: u64) -> FaultDetail {
@@ -73,7 +87,13 @@ fn burst(rate: f64, statuses: &[(u16, u32)], backend: u64) -> FaultDetail {
 
 #[test]
 fn nx_rate_passes_with_429s_above_and_none_below() {
-    let h = history(vec![], vec![fault("nginx", T0, true, burst(8.0, &[(200, 16)], 16)), fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 50), (429, 350)], 50))]);
+    let h = history(
+        vec![],
+        vec![
+            fault("nginx", T0, true, burst(8.0, &[(200, 16)], 16)),
+            fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 50), (429, 350)], 50)),
+        ],
+    );
     let v = check("NX-RATE", &h);
     assert_eq!(v.outcome, Pass, "{v:?}");
     assert!(v.measured.contains("350 × 429"), "{}", v.measured);
@@ -82,17 +102,38 @@ fn nx_rate_passes_with_429s_above_and_none_below() {
 #[test]
 fn nx_rate_fails_on_503_resets_or_a_backend_above_the_limit() {
     let below = fault("nginx", T0, true, burst(8.0, &[(200, 16)], 16));
-    let with_503 = history(vec![], vec![below.clone(), fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 50), (503, 350)], 50))]);
+    let with_503 = history(
+        vec![],
+        vec![
+            below.clone(),
+            fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 50), (503, 350)], 50)),
+        ],
+    );
     let v = check("NX-RATE", &with_503);
     assert_eq!(v.outcome, Fail);
     assert!(v.measured.contains("350 × 503 and 0 × 429"), "{}", v.measured);
-    let resets = history(vec![], vec![below.clone(), fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 50), (429, 300), (0, 50)], 50))]);
+    let resets = history(
+        vec![],
+        vec![
+            below.clone(),
+            fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 50), (429, 300), (0, 50)], 50)),
+        ],
+    );
     assert!(check("NX-RATE", &resets).measured.contains("50 requests without a response"));
-    let unlimited = history(vec![], vec![below, fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 400)], 400))]);
+    let unlimited = history(
+        vec![],
+        vec![below, fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 400)], 400))],
+    );
     let v = check("NX-RATE", &unlimited);
     assert_eq!(v.outcome, Fail);
     assert!(v.measured.contains("the backend saw 400 requests"), "{}", v.measured);
-    let rejected_below = history(vec![], vec![fault("nginx", T0, true, burst(8.0, &[(200, 10), (429, 6)], 10)), fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 50), (429, 350)], 50))]);
+    let rejected_below = history(
+        vec![],
+        vec![
+            fault("nginx", T0, true, burst(8.0, &[(200, 10), (429, 6)], 10)),
+            fault("nginx", T0 + 3000, true, burst(200.0, &[(200, 50), (429, 350)], 50)),
+        ],
+    );
     assert_eq!(check("NX-RATE", &rejected_below).outcome, Fail);
 }
 
@@ -100,12 +141,23 @@ fn nx_rate_fails_on_503_resets_or_a_backend_above_the_limit() {
 fn nx_rate_is_inconclusive_without_both_bursts() {
     let only_above = history(vec![], vec![fault("nginx", T0, true, burst(200.0, &[(200, 50), (429, 350)], 50))]);
     assert_eq!(check("NX-RATE", &only_above).outcome, Inconclusive);
-    let not_landed = history(vec![], vec![fault("nginx", T0, false, burst(8.0, &[(0, 16)], 0)), fault("nginx", T0, true, burst(200.0, &[(429, 400)], 0))]);
+    let not_landed = history(
+        vec![],
+        vec![
+            fault("nginx", T0, false, burst(8.0, &[(0, 16)], 0)),
+            fault("nginx", T0, true, burst(200.0, &[(429, 400)], 0)),
+        ],
+    );
     assert_eq!(check("NX-RATE", &not_landed).outcome, Inconclusive);
 }
 
 fn all_down() -> FaultDetail {
-    FaultDetail::AllDown { services: vec!["app".into(), "app2".into()], down_at: Some(ms(T0)), restarted_at: Some(ms(T0 + 1500)) }
+    FaultDetail::AllDown {
+        services: vec!["app".into(), "app2".into()],
+        down_at: Some(ms(T0)),
+        restarted_at: Some(ms(T0 + 1500)),
+        access_log_502: Some(149),
+    }
 }
 
 #[test]
@@ -116,41 +168,89 @@ fn nx_502_passes_on_quick_502s_and_fails_on_anything_else() {
     let v = check("NX-502", &masked);
     assert_eq!(v.outcome, Fail);
     assert!(v.measured.contains("0 of 149 requests got 502"), "{}", v.measured);
-    assert_eq!(check("NX-502", &history(vec![], vec![fault("app", T0, true, all_down())])).outcome, Inconclusive);
+    assert_eq!(
+        check("NX-502", &history(vec![], vec![fault("app", T0, true, all_down())])).outcome,
+        Inconclusive
+    );
     assert_eq!(check("NX-502", &history(steady(T0, T0 + 1490, 502), vec![])).outcome, Inconclusive);
 }
 
-fn outage(service: &str) -> FaultDetail {
-    FaultDetail::Outage { signal: "SIGKILL".into(), down_at: Some(ms(T0)), restarted_at: Some(ms(T0 + 2000)), ready_at: Some(ms(T0 + 2100)) }
+fn outage() -> FaultDetail {
+    FaultDetail::Outage {
+        signal: "SIGKILL".into(),
+        down_at: Some(ms(T0)),
+        restarted_at: Some(ms(T0 + 2000)),
+        ready_at: Some(ms(T0 + 2100)),
+    }
 }
 
 #[test]
 fn nx_failover_needs_every_request_to_succeed_while_one_instance_is_down() {
-    let pass = history(steady(T0 - 500, T0 + 2500, 200), vec![fault("app", T0, true, outage("app"))]);
+    let pass = history(steady(T0 - 500, T0 + 2500, 200), vec![fault("app", T0, true, outage())]);
     assert_eq!(check("NX-FAILOVER", &pass).outcome, Pass);
     let mut reqs = steady(T0 - 500, T0 + 2500, 200);
     for r in reqs.iter_mut().filter(|r| r.start >= ms(T0) && r.start < ms(T0 + 2000)) {
         r.status = 502;
     }
-    let v = check("NX-FAILOVER", &history(reqs, vec![fault("app", T0, true, outage("app"))]));
+    let v = check("NX-FAILOVER", &history(reqs, vec![fault("app", T0, true, outage())]));
     assert_eq!(v.outcome, Fail);
-    assert!(v.measured.contains("200 of 200 requests failed while app was down"), "{}", v.measured);
+    assert!(
+        v.measured.contains("200 of 200 requests failed while app was down"),
+        "{}",
+        v.measured
+    );
     // An outage of a non-app service says nothing about failover.
-    assert_eq!(check("NX-FAILOVER", &history(steady(T0, T0 + 2000, 200), vec![fault("nginx", T0, true, outage("nginx"))])).outcome, Inconclusive);
+    assert_eq!(
+        check(
+            "NX-FAILOVER",
+            &history(steady(T0, T0 + 2000, 200), vec![fault("nginx", T0, true, outage())])
+        )
+        .outcome,
+        Inconclusive
+    );
 }
 
 fn traffic(requests: u64, connections: Option<u64>) -> FaultDetail {
-    FaultDetail::BackendTraffic { window_ms: 2000, client_requests: requests, backend_requests: Some(requests), backend_connections: connections }
+    FaultDetail::BackendTraffic {
+        window_ms: 2000,
+        client_requests: requests,
+        backend_requests: Some(requests),
+        backend_connections: connections,
+    }
 }
 
 #[test]
 fn nx_keepalive_compares_new_connections_with_requests() {
-    assert_eq!(check("NX-KEEPALIVE", &history(vec![], vec![fault("entry", T0, true, traffic(2000, Some(12)))])).outcome, Pass);
-    let v = check("NX-KEEPALIVE", &history(vec![], vec![fault("entry", T0, true, traffic(2000, Some(2000)))]));
+    assert_eq!(
+        check(
+            "NX-KEEPALIVE",
+            &history(vec![], vec![fault("entry", T0, true, traffic(2000, Some(12)))])
+        )
+        .outcome,
+        Pass
+    );
+    let v = check(
+        "NX-KEEPALIVE",
+        &history(vec![], vec![fault("entry", T0, true, traffic(2000, Some(2000)))]),
+    );
     assert_eq!(v.outcome, Fail);
     assert!(v.measured.contains("ratio 1.000"), "{}", v.measured);
-    assert_eq!(check("NX-KEEPALIVE", &history(vec![], vec![fault("entry", T0, true, traffic(2000, None))])).outcome, Inconclusive);
-    assert_eq!(check("NX-KEEPALIVE", &history(vec![], vec![fault("entry", T0, true, traffic(20, Some(1)))])).outcome, Inconclusive);
+    assert_eq!(
+        check(
+            "NX-KEEPALIVE",
+            &history(vec![], vec![fault("entry", T0, true, traffic(2000, None))])
+        )
+        .outcome,
+        Inconclusive
+    );
+    assert_eq!(
+        check(
+            "NX-KEEPALIVE",
+            &history(vec![], vec![fault("entry", T0, true, traffic(20, Some(1)))])
+        )
+        .outcome,
+        Inconclusive
+    );
 }
 
 fn gzip(large_encoding: Option<&str>, small_encoding: Option<&str>) -> FaultDetail {
@@ -162,17 +262,41 @@ fn gzip(large_encoding: Option<&str>, small_encoding: Option<&str>) -> FaultDeta
         wire_bytes: if enc.is_some() { size / 6 } else { size },
         identity_bytes: size,
     };
-    FaultDetail::Gzip { answers: vec![answer("/large", large_encoding, 4194), answer("/small", small_encoding, 65)], min_length: 1000 }
+    FaultDetail::Gzip {
+        answers: vec![answer("/large", large_encoding, 4194), answer("/small", small_encoding, 65)],
+        min_length: 1000,
+    }
 }
 
 #[test]
 fn nx_gzip_wants_the_large_response_compressed_and_the_small_one_not() {
-    assert_eq!(check("NX-GZIP", &history(vec![], vec![fault("nginx", T0, true, gzip(Some("gzip"), None))])).outcome, Pass);
+    assert_eq!(
+        check(
+            "NX-GZIP",
+            &history(vec![], vec![fault("nginx", T0, true, gzip(Some("gzip"), None))])
+        )
+        .outcome,
+        Pass
+    );
     let v = check("NX-GZIP", &history(vec![], vec![fault("nginx", T0, true, gzip(None, None))]));
     assert_eq!(v.outcome, Fail);
     assert!(v.measured.contains("/large not gzip-encoded"), "{}", v.measured);
-    assert_eq!(check("NX-GZIP", &history(vec![], vec![fault("nginx", T0, true, gzip(Some("gzip"), Some("gzip")))])).outcome, Fail);
-    assert_eq!(check("NX-GZIP", &history(vec![], vec![fault("nginx", T0, false, gzip(Some("gzip"), None))])).outcome, Inconclusive);
+    assert_eq!(
+        check(
+            "NX-GZIP",
+            &history(vec![], vec![fault("nginx", T0, true, gzip(Some("gzip"), Some("gzip")))])
+        )
+        .outcome,
+        Fail
+    );
+    assert_eq!(
+        check(
+            "NX-GZIP",
+            &history(vec![], vec![fault("nginx", T0, false, gzip(Some("gzip"), None))])
+        )
+        .outcome,
+        Inconclusive
+    );
 }
 
 fn cache(headers: &[&str], backend: u64) -> FaultDetail {
@@ -186,10 +310,27 @@ fn cache(headers: &[&str], backend: u64) -> FaultDetail {
 
 #[test]
 fn nx_cache_wants_repeats_served_from_the_cache() {
-    assert_eq!(check("NX-CACHE", &history(vec![], vec![fault("nginx", T0, true, cache(&["MISS", "HIT", "HIT", "HIT", "HIT"], 1))])).outcome, Pass);
-    let v = check("NX-CACHE", &history(vec![], vec![fault("nginx", T0, true, cache(&["", "", "", "", ""], 5))]));
+    assert_eq!(
+        check(
+            "NX-CACHE",
+            &history(
+                vec![],
+                vec![fault("nginx", T0, true, cache(&["MISS", "HIT", "HIT", "HIT", "HIT"], 1))]
+            )
+        )
+        .outcome,
+        Pass
+    );
+    let v = check(
+        "NX-CACHE",
+        &history(vec![], vec![fault("nginx", T0, true, cache(&["", "", "", "", ""], 5))]),
+    );
     assert_eq!(v.outcome, Fail);
-    assert!(v.measured.contains("0 of 4 repeats were cache hits; backend counted 5 of 5"), "{}", v.measured);
+    assert!(
+        v.measured.contains("0 of 4 repeats were cache hits; backend counted 5 of 5"),
+        "{}",
+        v.measured
+    );
     assert_eq!(check("NX-CACHE", &history(vec![], vec![])).outcome, Inconclusive);
 }
 
@@ -219,15 +360,19 @@ fn swap(name: &str, at_ms: u64, before: ServedCert, after: ServedCert, via: &str
             pid_after: Some(10),
             reloaded_at: Some(ms(at_ms + 10)),
             served_at: Some(ms(at_ms + 100)),
-            before: Some(before),
-            after: Some(after),
+            before: Some(Box::new(before)),
+            after: Some(Box::new(after)),
+            https: Default::default(),
         },
     )
 }
 
 #[test]
 fn tls_expiry_and_nx_reload_pass_when_the_renewal_drops_nothing() {
-    let faults = vec![swap("expired", T0, cert("01", 90.0), cert("03", -1.0), "signal SIGHUP"), swap("renewed", T0 + 3000, cert("03", -1.0), cert("02", 365.0), "signal SIGHUP")];
+    let faults = vec![
+        swap("expired", T0, cert("01", 90.0), cert("03", -1.0), "signal SIGHUP"),
+        swap("renewed", T0 + 3000, cert("03", -1.0), cert("02", 365.0), "signal SIGHUP"),
+    ];
     let h = history(steady(T0 - 500, T0 + 5000, 200), faults.clone());
     let v = check("TLS-EXPIRY", &h);
     assert_eq!(v.outcome, Pass, "{v:?}");
@@ -249,7 +394,10 @@ fn tls_expiry_and_nx_reload_pass_when_the_renewal_drops_nothing() {
 
 #[test]
 fn tls_expiry_is_inconclusive_without_a_renewal() {
-    let h = history(steady(T0, T0 + 2000, 200), vec![swap("expired", T0, cert("01", 90.0), cert("03", -1.0), "signal SIGHUP")]);
+    let h = history(
+        steady(T0, T0 + 2000, 200),
+        vec![swap("expired", T0, cert("01", 90.0), cert("03", -1.0), "signal SIGHUP")],
+    );
     assert_eq!(check("TLS-EXPIRY", &h).outcome, Inconclusive);
     assert_eq!(check("NX-RELOAD", &history(vec![], vec![])).outcome, Inconclusive);
 }
@@ -261,10 +409,20 @@ fn nx_reload_fails_when_a_broken_config_is_not_rejected() {
             "nginx",
             T0,
             true,
-            FaultDetail::BrokenReload { pid_before: 10, pid_after: Some(10), test_failed, test_output: String::new(), served_after, reloaded_at: Some(ms(T0 + 10)) },
+            FaultDetail::BrokenReload {
+                pid_before: 10,
+                pid_after: Some(10),
+                test_failed,
+                test_output: String::new(),
+                served_after,
+                reloaded_at: Some(ms(T0 + 10)),
+            },
         )
     };
-    assert_eq!(check("NX-RELOAD", &history(steady(T0 - 100, T0 + 2000, 200), vec![broken(true, 10)])).outcome, Pass);
+    assert_eq!(
+        check("NX-RELOAD", &history(steady(T0 - 100, T0 + 2000, 200), vec![broken(true, 10)])).outcome,
+        Pass
+    );
     let v = check("NX-RELOAD", &history(steady(T0 - 100, T0 + 2000, 200), vec![broken(true, 0)]));
     assert_eq!(v.outcome, Fail);
     assert!(v.measured.contains("0/10 GETs 2xx after"), "{}", v.measured);

@@ -32,6 +32,13 @@ fn combine(id: &str, parts: Vec<Verdict>, nothing: &str, expected: &str) -> Verd
         .unwrap_or_else(|| Verdict::new(id, Outcome::Inconclusive, nothing, expected))
 }
 
+/// Whether a probe had its answer before `t`. A probe sent just before a
+/// restart can be answered by the new process, so the sending time alone
+/// would blame the old one for the new one's answer.
+fn answered_before(p: &ProbeSample, t: Micros) -> bool {
+    p.at.saturating_add(u64::from(p.latency_us)) < t
+}
+
 /// The moment the service was started again after `after`, if it was.
 fn next_start(h: &History, service: &str, after: Micros) -> Micros {
     h.events
@@ -61,7 +68,7 @@ fn ready_after_sigterm(input: &CheckInput<'_>, f: &FaultRecord) -> Verdict {
     let limit_us = input.settings.ready_after_sigterm_ms * 1000;
     let samples: Vec<&ProbeSample> = h
         .probes_of(input.probed_service, ProbeKind::Ready)
-        .filter(|s| s.at >= t0 && s.at < end)
+        .filter(|s| s.at >= t0 && answered_before(s, end))
         .collect();
     let expected = format!(
         "not ready within {} ms of SIGTERM, and never ready again until restarted",
@@ -176,7 +183,7 @@ fn ready_during_outage(input: &CheckInput<'_>, f: &FaultRecord, _down: Option<Mi
     let s = input.settings;
     let detect_from = down + s.ready_dependency_detect_ms * 1000;
     let probes: Vec<&ProbeSample> = h.probes_of(input.probed_service, ProbeKind::Ready).collect();
-    let during: Vec<&&ProbeSample> = probes.iter().filter(|p| p.at >= detect_from && p.at < restarted).collect();
+    let during: Vec<&&ProbeSample> = probes.iter().filter(|p| p.at >= detect_from && answered_before(p, restarted)).collect();
     let expected = READY_EXPECTED.to_string();
     if during.len() < 3 {
         return Verdict::new(
@@ -317,7 +324,7 @@ pub fn hc_agg(input: &CheckInput<'_>) -> Verdict {
             let before: Vec<&&ProbeSample> =
                 samples.iter().filter(|p| p.at + u64::from(p.latency_us) < f.injected_at && p.status != 0).collect();
             let detect_from = down + input.settings.ready_dependency_detect_ms * 1000;
-            let during: Vec<&&ProbeSample> = samples.iter().filter(|p| p.at >= detect_from && p.at < restarted).collect();
+            let during: Vec<&&ProbeSample> = samples.iter().filter(|p| p.at >= detect_from && answered_before(p, restarted)).collect();
             if during.len() < 3 || before.is_empty() {
                 return Verdict::new(
                     ID,

@@ -7,6 +7,7 @@ pub mod redis;
 pub mod shutdown;
 pub mod tls;
 pub mod verdict;
+pub mod worker;
 
 use crate::history::{FaultDetail, FaultRecord, History, Micros};
 use crate::scenario::Settings;
@@ -50,6 +51,11 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("RD-MAXMEM", redis::rd_maxmem),
     ("RD-AUTH", redis::rd_auth),
     ("RD-RECOVER", redis::rd_recover),
+    ("CW-FLOOD", worker::cw_flood),
+    ("CW-CONC", worker::cw_conc),
+    ("CW-PRIO", worker::cw_prio),
+    ("CW-RECONNECT", worker::cw_reconnect),
+    ("GS-WORKER", worker::gs_worker),
 ];
 
 pub fn is_implemented(id: &str) -> bool {

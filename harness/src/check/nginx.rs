@@ -21,7 +21,11 @@ fn describe_burst(b: &BurstObservation) -> String {
         b.sent,
         b.rate_per_s,
         b.duration_ms,
-        b.statuses.iter().filter(|(s, _)| (200..300).contains(*s)).map(|(_, c)| c).sum::<u32>(),
+        b.statuses
+            .iter()
+            .filter(|(s, _)| (200..300).contains(*s))
+            .map(|(_, c)| c)
+            .sum::<u32>(),
         count(b, 429),
         count(b, 503),
         b.transport_errors,
@@ -35,7 +39,8 @@ fn describe_burst(b: &BurstObservation) -> String {
 /// backend sees at most rate × time + burst; below it, no rejection.
 pub fn nx_rate(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "NX-RATE";
-    let expected = "a burst above the limit gets 429 (not 503, not a reset); traffic below gets none; the backend sees ≤ rate × time + burst";
+    let expected =
+        "a burst above the limit gets 429 (not 503, not a reset); traffic below gets none; the backend sees ≤ rate × time + burst";
     let bursts: Vec<&BurstObservation> = landed(input.history)
         .filter_map(|f| match &f.detail {
             FaultDetail::Burst(b) => Some(b),
@@ -45,14 +50,26 @@ pub fn nx_rate(input: &CheckInput<'_>) -> Verdict {
     let above: Vec<_> = bursts.iter().filter(|b| b.rate_per_s > b.limit_rate_per_s * 1.5).collect();
     let below: Vec<_> = bursts.iter().filter(|b| b.rate_per_s < b.limit_rate_per_s * 0.75).collect();
     if above.is_empty() || below.is_empty() {
-        return Verdict::new(ID, Outcome::Inconclusive, format!("{} burst(s) above and {} below the limit landed; both are needed", above.len(), below.len()), expected);
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            format!(
+                "{} burst(s) above and {} below the limit landed; both are needed (the others did not land or did not run)",
+                above.len(),
+                below.len()
+            ),
+            expected,
+        );
     }
     let mut problems = Vec::new();
     for b in &above {
         if count(b, 503) > 0 {
             problems.push(format!("{} × 503 and {} × 429 above the limit", count(b, 503), count(b, 429)));
         } else if count(b, 429) == 0 {
-            problems.push(format!("no 429 at {:.0}/s against a limit of {:.0}/s", b.rate_per_s, b.limit_rate_per_s));
+            problems.push(format!(
+                "no 429 at {:.0}/s against a limit of {:.0}/s",
+                b.rate_per_s, b.limit_rate_per_s
+            ));
         }
         if b.transport_errors > 0 {
             problems.push(format!("{} requests without a response above the limit", b.transport_errors));
@@ -68,7 +85,10 @@ pub fn nx_rate(input: &CheckInput<'_>) -> Verdict {
     for b in &below {
         let rejected = count(b, 429) + count(b, 503);
         if rejected > 0 || b.transport_errors > 0 {
-            problems.push(format!("{rejected} rejected and {} failed at {:.0}/s, below the limit", b.transport_errors, b.rate_per_s));
+            problems.push(format!(
+                "{rejected} rejected and {} failed at {:.0}/s, below the limit",
+                b.transport_errors, b.rate_per_s
+            ));
         }
     }
     let evidence: Vec<String> = above.iter().chain(below.iter()).map(|b| describe_burst(b)).collect();
@@ -95,7 +115,15 @@ pub fn nx_502(input: &CheckInput<'_>) -> Verdict {
     let mut judged = 0;
     let mut verdict: Option<Verdict> = None;
     for f in landed(input.history) {
-        let FaultDetail::AllDown { services, down_at: Some(down), restarted_at: Some(up) } = &f.detail else { continue };
+        let FaultDetail::AllDown {
+            services,
+            down_at: Some(down),
+            restarted_at: Some(up),
+            access_log_502,
+        } = &f.detail
+        else {
+            continue;
+        };
         // Requests that started once everything was dead and ended before the restart.
         let reqs: Vec<_> = in_window(input.history, *down, *up).into_iter().filter(|r| r.end <= *up).collect();
         judged += reqs.len();
@@ -106,7 +134,13 @@ pub fn nx_502(input: &CheckInput<'_>) -> Verdict {
         let p95 = lat.get(lat.len().saturating_sub(1) * 95 / 100).copied().unwrap_or(0);
         let mut statuses = std::collections::BTreeMap::new();
         for r in &other {
-            *statuses.entry(if r.error.is_error() { format!("{:?}", r.error).to_lowercase() } else { r.status.to_string() }).or_insert(0) += 1;
+            *statuses
+                .entry(if r.error.is_error() {
+                    format!("{:?}", r.error).to_lowercase()
+                } else {
+                    r.status.to_string()
+                })
+                .or_insert(0) += 1;
         }
         let measured = format!(
             "{} of {} requests got 502 while {} were down ({} ms), p95 {} ms; other answers: {:?}",
@@ -124,7 +158,12 @@ pub fn nx_502(input: &CheckInput<'_>) -> Verdict {
         } else {
             Outcome::Fail
         };
-        let v = Verdict::new(ID, outcome, measured, expected).with_evidence(f.proof.clone());
+        let mut v = Verdict::new(ID, outcome, measured, expected).with_evidence(f.proof.clone());
+        if let Some(c) = access_log_502 {
+            v = v.with_evidence(format!(
+                "the proxy's access log counted {c} × 502 in the outage: the 5xx rate (AL-NGX-5XX) sees them"
+            ));
+        }
         verdict = Some(match verdict {
             Some(prev) => prev.merge(v),
             None => v,
@@ -132,8 +171,18 @@ pub fn nx_502(input: &CheckInput<'_>) -> Verdict {
     }
     match verdict {
         Some(v) if judged > 0 => v,
-        Some(v) => Verdict::new(ID, Outcome::Inconclusive, format!("no request ran while every upstream was down: {}", v.measured), expected),
-        None => Verdict::new(ID, Outcome::Inconclusive, "no kill-all fault landed", expected),
+        Some(v) => Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            format!("no request ran while every upstream was down: {}", v.measured),
+            expected,
+        ),
+        None => Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            "no kill-all fault landed (none ran, or it did not land)",
+            expected,
+        ),
     }
 }
 
@@ -144,7 +193,14 @@ pub fn nx_failover(input: &CheckInput<'_>) -> Verdict {
     let apps = input.roles.iter().filter(|(_, r)| r.as_str() == "app").count();
     let mut verdict: Option<Verdict> = None;
     for f in landed(input.history) {
-        let FaultDetail::Outage { down_at: Some(down), restarted_at: Some(up), .. } = &f.detail else { continue };
+        let FaultDetail::Outage {
+            down_at: Some(down),
+            restarted_at: Some(up),
+            ..
+        } = &f.detail
+        else {
+            continue;
+        };
         if input.roles.get(&f.service).map(String::as_str) != Some("app") {
             continue;
         }
@@ -173,7 +229,14 @@ pub fn nx_failover(input: &CheckInput<'_>) -> Verdict {
             None => v,
         });
     }
-    verdict.unwrap_or_else(|| Verdict::new(ID, Outcome::Inconclusive, "no outage of an app instance landed", expected))
+    verdict.unwrap_or_else(|| {
+        Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            "no outage of an app instance landed (none ran, or it did not land)",
+            expected,
+        )
+    })
 }
 
 /// NX-KEEPALIVE: far fewer new backend connections than requests.
@@ -181,48 +244,105 @@ pub fn nx_keepalive(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "NX-KEEPALIVE";
     let expected = "backends accept at most 1 new connection per 10 requests (the proxy reuses upstream connections)";
     for f in landed(input.history) {
-        let FaultDetail::BackendTraffic { window_ms, client_requests, backend_requests, backend_connections } = &f.detail else { continue };
+        let FaultDetail::BackendTraffic {
+            window_ms,
+            client_requests,
+            backend_requests,
+            backend_connections,
+        } = &f.detail
+        else {
+            continue;
+        };
         let (Some(reqs), Some(conns)) = (backend_requests, backend_connections) else {
-            return Verdict::new(ID, Outcome::Inconclusive, "the backends' request or connection counters could not be read", expected).with_evidence(f.proof.clone());
+            return Verdict::new(
+                ID,
+                Outcome::Inconclusive,
+                "the backends' request or connection counters could not be read",
+                expected,
+            )
+            .with_evidence(f.proof.clone());
         };
         if *reqs < 100 {
-            return Verdict::new(ID, Outcome::Inconclusive, format!("only {reqs} backend requests in {window_ms} ms (need 100)"), expected);
+            return Verdict::new(
+                ID,
+                Outcome::Inconclusive,
+                format!("only {reqs} backend requests in {window_ms} ms (need 100)"),
+                expected,
+            );
         }
         let ratio = *conns as f64 / *reqs as f64;
-        let measured = format!("{conns} new backend connections for {reqs} backend requests ({client_requests} client requests) in {window_ms} ms: ratio {ratio:.3}");
+        let measured = format!(
+            "{conns} new backend connections for {reqs} backend requests ({client_requests} client requests) in {window_ms} ms: ratio {ratio:.3}"
+        );
         let outcome = if ratio <= 0.1 { Outcome::Pass } else { Outcome::Fail };
-        return Verdict::new(ID, outcome, measured, expected).with_evidence(f.proof.clone()).with_reading("\"far fewer\": at most 1 new connection per 10 requests");
+        return Verdict::new(ID, outcome, measured, expected)
+            .with_evidence(f.proof.clone())
+            .with_reading("\"far fewer\": at most 1 new connection per 10 requests");
     }
-    Verdict::new(ID, Outcome::Inconclusive, "no backend-traffic observation landed", expected)
+    Verdict::new(
+        ID,
+        Outcome::Inconclusive,
+        "no backend-traffic observation landed (none ran, or it did not land)",
+        expected,
+    )
 }
 
 /// NX-GZIP: a large text/JSON response is gzip-encoded, a small one is not.
 pub fn nx_gzip(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "NX-GZIP";
-    let expected = "with Accept-Encoding: gzip, a text/CSS/JSON/JS response above the threshold comes back gzip-encoded; a smaller one does not";
+    let expected =
+        "with Accept-Encoding: gzip, a text/CSS/JSON/JS response above the threshold comes back gzip-encoded; a smaller one does not";
     for f in landed(input.history) {
-        let FaultDetail::Gzip { answers, min_length } = &f.detail else { continue };
-        let (Some(large), Some(small)) = (answers.first(), answers.get(1)) else { continue };
+        let FaultDetail::Gzip { answers, min_length } = &f.detail else {
+            continue;
+        };
+        let (Some(large), Some(small)) = (answers.first(), answers.get(1)) else {
+            continue;
+        };
         let gz = |a: &crate::history::GzipAnswer| a.encoding.as_deref().is_some_and(|e| e.eq_ignore_ascii_case("gzip"));
         let show = |a: &crate::history::GzipAnswer| {
-            format!("{} ({}, {} B uncompressed): {} B {}", a.path, a.content_type, a.identity_bytes, a.wire_bytes, a.encoding.as_deref().unwrap_or("identity"))
+            format!(
+                "{} ({}, {} B uncompressed): {} B {}",
+                a.path,
+                a.content_type,
+                a.identity_bytes,
+                a.wire_bytes,
+                a.encoding.as_deref().unwrap_or("identity")
+            )
         };
         if large.identity_bytes <= u64::from(*min_length) || small.identity_bytes > u64::from(*min_length) {
-            return Verdict::new(ID, Outcome::Inconclusive, format!("the probe sizes do not straddle {min_length} B: {}; {}", show(large), show(small)), expected);
+            return Verdict::new(
+                ID,
+                Outcome::Inconclusive,
+                format!("the probe sizes do not straddle {min_length} B: {}; {}", show(large), show(small)),
+                expected,
+            );
         }
         let mut problems = Vec::new();
         if !gz(large) {
             problems.push(format!("{} not gzip-encoded", large.path));
         }
         if gz(small) {
-            problems.push(format!("{} ({} B) gzip-encoded below {min_length} B", small.path, small.identity_bytes));
+            problems.push(format!(
+                "{} ({} B) gzip-encoded below {min_length} B",
+                small.path, small.identity_bytes
+            ));
         }
         let measured = format!("{}; {}", show(large), show(small));
         let outcome = if problems.is_empty() { Outcome::Pass } else { Outcome::Fail };
-        let measured = if problems.is_empty() { measured } else { format!("{}: {measured}", problems.join("; ")) };
+        let measured = if problems.is_empty() {
+            measured
+        } else {
+            format!("{}: {measured}", problems.join("; "))
+        };
         return Verdict::new(ID, outcome, measured, expected).with_evidence(f.proof.clone());
     }
-    Verdict::new(ID, Outcome::Inconclusive, "no gzip probe landed", expected)
+    Verdict::new(
+        ID,
+        Outcome::Inconclusive,
+        "no gzip probe landed (none ran, or it did not land)",
+        expected,
+    )
 }
 
 /// NX-CACHE: a repeated cacheable GET is served from the cache.
@@ -230,16 +350,40 @@ pub fn nx_cache(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "NX-CACHE";
     let expected = "repeated GETs of a cacheable 200 are served from the cache (cache header HIT, the backend hit at most once)";
     for f in landed(input.history) {
-        let FaultDetail::Cache { path, header, answers, backend_requests } = &f.detail else { continue };
-        let hits = answers.iter().skip(1).filter(|(_, h)| h.as_deref().is_some_and(|h| h.eq_ignore_ascii_case("HIT"))).count();
-        let shown: Vec<String> = answers.iter().map(|(s, h)| format!("{s} {header}: {}", h.as_deref().unwrap_or("(none)"))).collect();
+        let FaultDetail::Cache {
+            path,
+            header,
+            answers,
+            backend_requests,
+        } = &f.detail
+        else {
+            continue;
+        };
+        let hits = answers
+            .iter()
+            .skip(1)
+            .filter(|(_, h)| h.as_deref().is_some_and(|h| h.eq_ignore_ascii_case("HIT")))
+            .count();
+        let shown: Vec<String> = answers
+            .iter()
+            .map(|(s, h)| format!("{s} {header}: {}", h.as_deref().unwrap_or("(none)")))
+            .collect();
         let backend = backend_requests.map(|b| b.to_string()).unwrap_or_else(|| "?".into());
-        let measured = format!("{hits} of {} repeats were cache hits; backend counted {backend} of {} GETs of {path}", answers.len().saturating_sub(1), answers.len());
+        let measured = format!(
+            "{hits} of {} repeats were cache hits; backend counted {backend} of {} GETs of {path}",
+            answers.len().saturating_sub(1),
+            answers.len()
+        );
         let from_cache = hits + 1 == answers.len() || backend_requests.is_some_and(|b| b <= 1);
         let outcome = if from_cache { Outcome::Pass } else { Outcome::Fail };
         return Verdict::new(ID, outcome, measured, expected).with_evidence(shown.join(", "));
     }
-    Verdict::new(ID, Outcome::Inconclusive, "no cache probe landed", expected)
+    Verdict::new(
+        ID,
+        Outcome::Inconclusive,
+        "no cache probe landed (none ran, or it did not land)",
+        expected,
+    )
 }
 
 /// NX-RELOAD: no failed request across a reload (certificate renewal or a
@@ -249,22 +393,45 @@ pub fn nx_reload(input: &CheckInput<'_>) -> Verdict {
     let expected = "no request fails across a reload; a broken config is rejected and the old one keeps serving";
     let h = input.history;
     let mut verdict: Option<Verdict> = None;
+    let (mut reloads, mut total) = (0, 0);
     for f in landed(h) {
         let (what, end, extra) = match &f.detail {
-            FaultDetail::CertReload { certificate, via, served_at, pid_before, pid_after, .. } => (
-                format!("certificate `{certificate}` by {via}, pid {pid_before} -> {}", pid_after.unwrap_or(0)),
+            FaultDetail::CertReload {
+                certificate,
+                via,
+                served_at,
+                pid_before,
+                pid_after,
+                ..
+            } => (
+                format!(
+                    "certificate `{certificate}` by {via}, pid {pid_before} -> {}",
+                    pid_after.unwrap_or(0)
+                ),
                 served_at.unwrap_or(f.injected_at) + 1_000_000,
                 None,
             ),
-            FaultDetail::BrokenReload { served_after, test_failed, pid_before, pid_after, .. } => {
+            FaultDetail::BrokenReload {
+                served_after,
+                test_failed,
+                pid_before,
+                pid_after,
+                ..
+            } => {
                 let problem = (*served_after < 10 || !test_failed || pid_after != &Some(*pid_before))
                     .then(|| format!("broken config: test rejected it: {test_failed}; {served_after}/10 GETs 2xx after; pid {pid_before} -> {pid_after:?}"));
-                ("broken config + reload".to_string(), f.healed_at.unwrap_or(f.injected_at) + 500_000, problem)
+                (
+                    "broken config + reload".to_string(),
+                    f.healed_at.unwrap_or(f.injected_at) + 500_000,
+                    problem,
+                )
             }
             _ => continue,
         };
         let reqs = in_window(h, f.injected_at, end);
         let failed: Vec<_> = reqs.iter().filter(|r| !r.ok()).collect();
+        reloads += 1;
+        total += reqs.len();
         let measured = format!("{} of {} requests failed across the reload ({what})", failed.len(), reqs.len());
         let outcome = if extra.is_some() || !failed.is_empty() {
             Outcome::Fail
@@ -286,5 +453,18 @@ pub fn nx_reload(input: &CheckInput<'_>) -> Verdict {
             None => v,
         });
     }
-    verdict.unwrap_or_else(|| Verdict::new(ID, Outcome::Inconclusive, "no reload fault landed", expected))
+    if let Some(v) = verdict.as_mut()
+        && v.outcome == Outcome::Pass
+        && reloads > 1
+    {
+        v.measured = format!("0 of {total} requests failed across {reloads} reloads; first: {}", v.measured);
+    }
+    verdict.unwrap_or_else(|| {
+        Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            "no reload fault landed (none ran, or it did not land)",
+            expected,
+        )
+    })
 }

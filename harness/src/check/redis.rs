@@ -28,7 +28,9 @@ fn per_sample(id: &str, h: &History, expected: &str, one: impl Fn(&RedisSample) 
     let parts: Vec<Verdict> = latest(h)
         .into_iter()
         .map(|s| match &s.error {
-            Some(e) if s.config.is_empty() => Verdict::new(id, Outcome::Inconclusive, format!("{} could not be read: {e}", s.service), expected),
+            Some(e) if s.config.is_empty() => {
+                Verdict::new(id, Outcome::Inconclusive, format!("{} could not be read: {e}", s.service), expected)
+            }
             _ => one(s),
         })
         .collect();
@@ -49,7 +51,12 @@ fn audit_part(id: &str, input: &CheckInput<'_>) -> Option<Verdict> {
 fn audit_verdict(id: &str, audit: &WriteAudit, acked: usize, after_outage: bool) -> Verdict {
     let expected = "every write the app acknowledged (2xx) is in Redis after it was killed and restarted";
     if let Some(e) = &audit.error {
-        return Verdict::new(id, Outcome::Inconclusive, format!("the acknowledged writes could not be looked up: {e}"), expected);
+        return Verdict::new(
+            id,
+            Outcome::Inconclusive,
+            format!("the acknowledged writes could not be looked up: {e}"),
+            expected,
+        );
     }
     if audit.checked == 0 {
         return Verdict::new(
@@ -62,18 +69,31 @@ fn audit_verdict(id: &str, audit: &WriteAudit, acked: usize, after_outage: bool)
     let missing = audit.missing.len();
     if missing > 0 {
         let sample: Vec<&str> = audit.missing.iter().take(5).map(String::as_str).collect();
-        return Verdict::new(id, Outcome::Fail, format!("{missing} of {} acknowledged writes missing after the restart", audit.checked), expected)
-            .with_evidence(format!("missing keys (first 5): {}", sample.join(", ")));
+        return Verdict::new(
+            id,
+            Outcome::Fail,
+            format!("{missing} of {} acknowledged writes missing after the restart", audit.checked),
+            expected,
+        )
+        .with_evidence(format!("missing keys (first 5): {}", sample.join(", ")));
     }
     if !after_outage {
         return Verdict::new(
             id,
             Outcome::Inconclusive,
-            format!("all {} acknowledged writes present, but Redis was not killed and restarted in this scenario", audit.checked),
+            format!(
+                "all {} acknowledged writes present, but Redis was not killed and restarted in this scenario",
+                audit.checked
+            ),
             expected,
         );
     }
-    Verdict::new(id, Outcome::Pass, format!("all {} acknowledged writes present after the restart", audit.checked), expected)
+    Verdict::new(
+        id,
+        Outcome::Pass,
+        format!("all {} acknowledged writes present after the restart", audit.checked),
+        expected,
+    )
 }
 
 /// RD-AOF: AOF on with `appendfsync everysec`, and acknowledged writes survive a kill -9.
@@ -106,7 +126,11 @@ pub fn rd_rdb(input: &CheckInput<'_>) -> Verdict {
             Some(n) => format!("{} present ({n} bytes)", config(s, "dbfilename")),
             None => format!("{} absent", config(s, "dbfilename")),
         };
-        let points = if save.trim().is_empty() { "none".to_string() } else { format!("\"{save}\"") };
+        let points = if save.trim().is_empty() {
+            "none".to_string()
+        } else {
+            format!("\"{save}\"")
+        };
         let measured = format!("{}: save points {points}, rdb_last_bgsave_status {status}, {file}", s.service);
         let ok = !save.trim().is_empty() && save != "?" && status == "ok" && s.rdb_file_bytes.is_some();
         Verdict::new(ID, if ok { Outcome::Pass } else { Outcome::Fail }, measured, expected)
@@ -121,7 +145,11 @@ pub fn rd_maxmem(input: &CheckInput<'_>) -> Verdict {
     per_sample(ID, input.history, expected, |s| {
         let (max, policy) = (config(s, "maxmemory"), config(s, "maxmemory-policy"));
         let bytes: u64 = max.parse().unwrap_or(0);
-        let measured = format!("{}: maxmemory {bytes} bytes ({} MiB), maxmemory-policy {policy}", s.service, bytes >> 20);
+        let measured = format!(
+            "{}: maxmemory {bytes} bytes ({} MiB), maxmemory-policy {policy}",
+            s.service,
+            bytes >> 20
+        );
         let ok = bytes > 0 && policy != "?";
         let mut v = Verdict::new(ID, if ok { Outcome::Pass } else { Outcome::Fail }, measured, expected);
         if ok && s.broker && evicts(policy) {
@@ -129,7 +157,9 @@ pub fn rd_maxmem(input: &CheckInput<'_>) -> Verdict {
         }
         v
     })
-    .with_reading("any limit above 0 counts: the 2 GB of the standard is an example; the policy is reported, a broker should use noeviction")
+    .with_reading(
+        "any limit above 0 counts: the 2 GB of the standard is an example; the policy is reported, a broker should use noeviction",
+    )
 }
 
 /// Whether a maxmemory policy evicts keys (everything but noeviction).
@@ -145,14 +175,27 @@ pub fn rd_auth(input: &CheckInput<'_>) -> Verdict {
         let reply = s.unauthenticated_reply.trim();
         let auth_error = reply.contains("NOAUTH") || reply.to_ascii_lowercase().contains("authentication required");
         match (s.unauthenticated_refused, auth_error) {
-            (true, true) => Verdict::new(ID, Outcome::Pass, format!("{}: PING without password refused: {reply}", s.service), expected),
+            (true, true) => Verdict::new(
+                ID,
+                Outcome::Pass,
+                format!("{}: PING without password refused: {reply}", s.service),
+                expected,
+            ),
             (true, false) => Verdict::new(
                 ID,
                 Outcome::Inconclusive,
-                format!("{}: PING without password failed, but not for want of a password: {reply}", s.service),
+                format!(
+                    "{}: PING without password failed, but not for want of a password: {reply}",
+                    s.service
+                ),
                 expected,
             ),
-            (false, _) => Verdict::new(ID, Outcome::Fail, format!("{}: PING without password answered {reply}", s.service), expected),
+            (false, _) => Verdict::new(
+                ID,
+                Outcome::Fail,
+                format!("{}: PING without password answered {reply}", s.service),
+                expected,
+            ),
         }
     })
 }
@@ -189,13 +232,18 @@ pub fn rd_recover(input: &CheckInput<'_>) -> Verdict {
     }
     // Merge keeps the worst part as the headline; a pass names every part.
     let summary = parts.iter().map(|p| p.measured.clone()).collect::<Vec<_>>().join("; ");
-    let mut v = parts.into_iter().reduce(Verdict::merge).unwrap_or_else(|| unreachable!("parts is not empty"));
+    let mut v = parts
+        .into_iter()
+        .reduce(Verdict::merge)
+        .unwrap_or_else(|| unreachable!("parts is not empty"));
     if v.outcome == Outcome::Pass {
         v.measured = summary;
         v.evidence.retain(|e| !e.starts_with("also: pass"));
     }
     v.expected = expected.to_string();
-    v.with_reading(format!("recovery: the first 2xx readiness probe after Redis is back; from then on no request may get 5xx. {KILL9_READING}"))
+    v.with_reading(format!(
+        "recovery: the first 2xx readiness probe after Redis is back; from then on no request may get 5xx. {KILL9_READING}"
+    ))
 }
 
 /// Requests that started once readiness was 2xx again after the outage: none may get 5xx.
@@ -203,19 +251,36 @@ fn no_5xx_once_ready(input: &CheckInput<'_>, dependency: &str, back: Micros, unt
     const ID: &str = "RD-RECOVER";
     let expected = "no 5xx for requests started after readiness returned";
     let h = input.history;
-    let Some(ready) = h.probes_of(input.probed_service, ProbeKind::Ready).find(|p| p.at >= back && p.is_2xx()) else {
-        return Verdict::new(ID, Outcome::Fail, format!("after-recovery: readiness never 2xx after {dependency} returned"), expected);
+    let Some(ready) = h
+        .probes_of(input.probed_service, ProbeKind::Ready)
+        .find(|p| p.at >= back && p.is_2xx())
+    else {
+        return Verdict::new(
+            ID,
+            Outcome::Fail,
+            format!("after-recovery: readiness never 2xx after {dependency} returned"),
+            expected,
+        );
     };
     let after: Vec<_> = h.requests.iter().filter(|r| r.start >= ready.at && r.start < until).collect();
     let bad: Vec<_> = after.iter().filter(|r| r.status >= 500 || r.error.is_error()).collect();
     if after.is_empty() {
-        return Verdict::new(ID, Outcome::Inconclusive, "after-recovery: no request started after readiness returned", expected);
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            "after-recovery: no request started after readiness returned",
+            expected,
+        );
     }
     match bad.first() {
         Some(first) => Verdict::new(
             ID,
             Outcome::Fail,
-            format!("after-recovery: {} of {} requests failed after readiness returned", bad.len(), after.len()),
+            format!(
+                "after-recovery: {} of {} requests failed after readiness returned",
+                bad.len(),
+                after.len()
+            ),
             expected,
         )
         .with_evidence(format!("first at {} with status {}", rel(first.start, ready.at), first.status)),

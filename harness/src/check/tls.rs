@@ -33,13 +33,30 @@ pub fn tls_expiry(input: &CheckInput<'_>) -> Verdict {
     let mut renewals = Vec::new();
     let mut not_landed = Vec::new();
     for f in &h.faults {
-        let FaultDetail::CertReload { certificate, via, before, after, served_at, .. } = &f.detail else { continue };
+        let FaultDetail::CertReload {
+            certificate,
+            via,
+            before,
+            after,
+            served_at,
+            https,
+            ..
+        } = &f.detail
+        else {
+            continue;
+        };
         if !f.landed {
             not_landed.push(format!("`{certificate}`: {}", f.proof));
             continue;
         }
         let Some(after) = after else { continue };
-        evidence.push(format!("after `{certificate}` ({via}): {}", show(after)));
+        evidence.push(format!(
+            "after `{certificate}` ({via}): {}; a client verifying against the run CA: {} ok, {} failed{}",
+            show(after),
+            https.ok,
+            https.failed,
+            https.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        ));
         if after.days_left < 0.0 {
             expired_seen = true;
         }
@@ -47,15 +64,33 @@ pub fn tls_expiry(input: &CheckInput<'_>) -> Verdict {
         if was_bad && after.days_left >= WARN_DAYS {
             let end = served_at.unwrap_or(f.injected_at) + 1_000_000;
             let reqs: Vec<_> = h.requests_between(f.injected_at, end).collect();
-            let failed = reqs.iter().filter(|r| !r.ok()).count();
-            renewals.push((certificate.clone(), before.clone(), after.clone(), reqs.len(), failed, served_at.map(|s| ms(s - f.injected_at))));
+            // Load requests and the verifying HTTPS client's requests across the renewal.
+            let failed = reqs.iter().filter(|r| !r.ok()).count() + https.failed as usize;
+            renewals.push((
+                certificate.clone(),
+                before.clone(),
+                after.clone(),
+                reqs.len() + (https.ok + https.failed) as usize,
+                failed,
+                served_at.map(|s| ms(s - f.injected_at)),
+            ));
         }
     }
     if !not_landed.is_empty() && renewals.is_empty() {
-        return Verdict::new(ID, Outcome::Inconclusive, format!("certificate swap not proven: {}", not_landed.join("; ")), expected);
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            format!("certificate swap not proven: {}", not_landed.join("; ")),
+            expected,
+        );
     }
     let Some((cert, before, after, total, failed, took)) = renewals.first().cloned() else {
-        return Verdict::new(ID, Outcome::Inconclusive, "no renewal of an expired or expiring certificate landed", expected);
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            "no renewal of an expired or expiring certificate landed (none ran, or it did not land)",
+            expected,
+        );
     };
     let before_days = before.as_ref().map(|b| format!("{:.1}", b.days_left)).unwrap_or_default();
     let measured = format!(
@@ -79,8 +114,13 @@ pub fn tls_expiry(input: &CheckInput<'_>) -> Verdict {
     } else {
         Outcome::Fail
     };
-    let measured = if problems.is_empty() { measured } else { format!("{}: {measured}", problems.join("; ")) };
-    let mut v = Verdict::new(ID, outcome, measured, expected).with_reading("expiring = fewer than 14 days left (the standard gives no threshold; finding 13)");
+    let measured = if problems.is_empty() {
+        measured
+    } else {
+        format!("{}: {measured}", problems.join("; "))
+    };
+    let mut v = Verdict::new(ID, outcome, measured, expected)
+        .with_reading("expiring = fewer than 14 days left (the standard gives no threshold; finding 13)");
     for e in evidence {
         v = v.with_evidence(e);
     }

@@ -181,7 +181,11 @@ impl LoadShared {
             && (200..300).contains(&record.status)
             && matches!(spec.method, GooseMethod::Post | GooseMethod::Put | GooseMethod::Patch)
         {
-            self.recorder.acked_write(AckedWrite { at: record.end, route: record.route, id });
+            self.recorder.acked_write(AckedWrite {
+                at: record.end,
+                route: record.route,
+                id,
+            });
         }
         self.recorder.request(record);
         Ok(())
@@ -219,7 +223,10 @@ impl LoadHandle {
             // A new connection per request: the client keeps no idle connection a server could close under it.
             let fresh = Transaction::new(Arc::new(|user: &mut GooseUser| {
                 Box::pin(async move {
-                    let builder = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(Duration::from_secs(30));
+                    let builder = reqwest::Client::builder()
+                        .no_proxy()
+                        .pool_max_idle_per_host(0)
+                        .timeout(Duration::from_secs(30));
                     user.set_client_builder(builder).await.map_err(Box::new)
                 })
             }))

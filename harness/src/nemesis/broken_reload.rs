@@ -37,7 +37,12 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
     }
     let (test_failed, test_output) = match render_argv(n, &svc.name, &decl.test_config) {
         Some(argv) if !argv.is_empty() => match n.backend.exec(&svc.name, &argv).await {
-            Ok(out) => (!out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).trim().to_string()),
+            Ok(out) => (
+                !out.status.success(),
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+                    .trim()
+                    .to_string(),
+            ),
             Err(e) => (false, format!("config test could not run: {e}")),
         },
         _ => (false, "the proxy declares no test_config".to_string()),
@@ -59,11 +64,19 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
     let pid_after = n.backend.pid(&svc.name);
     // Put the good file back and apply it, whatever happened.
     let _ = std::fs::write(&path, &good);
-    let healed = if n.backend.pid(&svc.name).is_some() { reload(n, svc, decl).await.is_ok() } else { n.heal(&svc.name).await.is_ok() };
+    let healed = if n.backend.pid(&svc.name).is_some() {
+        reload(n, svc, decl).await.is_ok()
+    } else {
+        n.heal(&svc.name).await.is_ok()
+    };
     let landed = reloaded.is_ok() && test_failed;
     let proof = format!(
         "config test {} ({}); reload {}; {served_after}/10 GETs 2xx after; pid {pid_before} -> {}; restored: {healed}",
-        if test_failed { "rejected the broken file" } else { "did NOT reject the broken file" },
+        if test_failed {
+            "rejected the broken file"
+        } else {
+            "did NOT reject the broken file"
+        },
         test_output.lines().next().unwrap_or(""),
         match &reloaded {
             Ok((via, _)) => format!("by {via}"),
@@ -71,8 +84,24 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
         },
         pid_after.map(|p| p.to_string()).unwrap_or_else(|| "(none)".into())
     );
-    detail = FaultDetail::BrokenReload { pid_before, pid_after, test_failed, test_output, served_after, reloaded_at: Some(reloaded_at) };
-    FaultRecord { index, label, service: svc.name.clone(), injected_at, healed_at: Some(n.now()), landed, proof, detail }
+    detail = FaultDetail::BrokenReload {
+        pid_before,
+        pid_after,
+        test_failed,
+        test_output,
+        served_after,
+        reloaded_at: Some(reloaded_at),
+    };
+    FaultRecord {
+        index,
+        label,
+        service: svc.name.clone(),
+        injected_at,
+        healed_at: Some(n.now()),
+        landed,
+        proof,
+        detail,
+    }
 }
 
 fn render_argv(n: &Nemesis<'_>, service: &str, argv: &[String]) -> Option<Vec<String>> {

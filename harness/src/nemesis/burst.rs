@@ -68,18 +68,27 @@ pub async fn burst(n: &Nemesis<'_>, index: usize, target: &str, rate: f64, durat
     if count(503) > 0 && count(429) == 0 {
         n.recorder.finding(Finding {
             id: "NX-LIMIT-503".into(),
-            title: "the rate limit answers 503: rejections pollute the 5xx alert and no 429 is counted (limit_req_status 429 missing)".into(),
+            title: "the rate limit answers 503: rejections pollute the 5xx alert and no 429 is counted (limit_req_status 429 missing)"
+                .into(),
             evidence: format!("burst of {total} at {rate:.0}/s to {}: {} × 503, 0 × 429", limit.path, count(503)),
         });
     }
-    if let Some(evidence) = decl.config_file.as_ref().and_then(|f| scan_limited_return(&n.plan.run_dir.join(&svc.name).join(f))) {
+    if let Some(evidence) = decl
+        .config_file
+        .as_ref()
+        .and_then(|f| scan_limited_return(&n.plan.run_dir.join(&svc.name).join(f)))
+    {
         n.recorder.finding(Finding {
             id: "NX-LIMIT-RETURN".into(),
             title: "a rate-limited location answers with `return`, which runs before limit_req: it is never limited".into(),
             evidence,
         });
     }
-    let statuses: Vec<String> = obs.statuses.iter().map(|(s, c)| format!("{c} × {}", if *s == 0 { "no response".into() } else { s.to_string() })).collect();
+    let statuses: Vec<String> = obs
+        .statuses
+        .iter()
+        .map(|(s, c)| format!("{c} × {}", if *s == 0 { "no response".into() } else { s.to_string() }))
+        .collect();
     let landed = obs.sent > 0 && obs.transport_errors < obs.sent;
     FaultRecord {
         index,
@@ -107,7 +116,11 @@ pub fn scan_limited_return(config: &std::path::Path) -> Option<String> {
 }
 
 pub fn find_limited_return(text: &str) -> Option<String> {
-    let clean: String = text.lines().map(|l| l.split('#').next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let clean: String = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut rest = clean.as_str();
     while let Some(at) = rest.find("location") {
         let after = &rest[at + "location".len()..];
@@ -130,7 +143,7 @@ pub fn find_limited_return(text: &str) -> Option<String> {
             }
         }
         let body = &body_start[..end];
-        let has = |word: &str| body.split(|c: char| c == ';' || c == '{' || c == '}').any(|stmt| stmt.split_whitespace().next() == Some(word));
+        let has = |word: &str| body.split([';', '{', '}']).any(|stmt| stmt.split_whitespace().next() == Some(word));
         if has("limit_req") && has("return") {
             return Some(name);
         }

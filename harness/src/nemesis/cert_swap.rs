@@ -4,9 +4,11 @@
 
 use super::Nemesis;
 use super::proxy::{proxy_service, reload};
-use crate::history::{FaultDetail, FaultRecord, ServedCert};
+use crate::history::{FaultDetail, FaultRecord, HttpsTally, ServedCert};
 use crate::observe::tls::read_served_cert;
 use crate::stack::certs::activate_in;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 async fn served(n: &Nemesis<'_>) -> Result<ServedCert, String> {
@@ -28,6 +30,7 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
         served_at: None,
         before: None,
         after: None,
+        https: HttpsTally::default(),
     };
     let (Some(tls), Some(certs)) = (n.manifest.tls.as_ref(), n.plan.certs.as_ref()) else {
         return n.not_landed(index, label, target, "the stack declares no [tls]".into(), detail);
@@ -40,10 +43,18 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
     };
     if !certs.paths.contains_key(certificate) || certificate == "active" || certificate == "ca" {
         let names: Vec<&str> = crate::stack::certs::KINDS.iter().map(|k| k.0).collect();
-        return n.not_landed(index, label, &svc.name, format!("no certificate `{certificate}` (known: {})", names.join(", ")), detail);
+        return n.not_landed(
+            index,
+            label,
+            &svc.name,
+            format!("no certificate `{certificate}` (known: {})", names.join(", ")),
+            detail,
+        );
     }
     let before = served(n).await.ok();
     let pid_before = n.backend.pid(&svc.name).unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let client_loop = https_loop(n, svc, stop.clone());
     let injected_at = n.now();
     if let Err(e) = activate_in(&certs.dir, certificate) {
         return n.not_landed(index, label, &svc.name, e.to_string(), detail);
@@ -69,6 +80,12 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let https = match client_loop {
+        Some(task) => task.await.unwrap_or_default(),
+        None => HttpsTally::default(),
+    };
     let landed = served_at.is_some();
     let describe = |c: &Option<ServedCert>| {
         c.as_ref()
@@ -76,10 +93,13 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
             .unwrap_or_else(|| "(unreadable)".into())
     };
     let proof = format!(
-        "{via}: before {}; after {}; pid {pid_before} -> {}",
+        "{via}: before {}; after {}; pid {pid_before} -> {}; verifying HTTPS client: {} ok, {} failed{}",
         describe(&before),
         describe(&after),
-        n.backend.pid(&svc.name).unwrap_or(pid_after)
+        n.backend.pid(&svc.name).unwrap_or(pid_after),
+        https.ok,
+        https.failed,
+        https.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
     );
     detail = FaultDetail::CertReload {
         certificate: certificate.to_string(),
@@ -88,8 +108,9 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
         pid_after: n.backend.pid(&svc.name),
         reloaded_at: Some(reloaded_at),
         served_at,
-        before,
-        after,
+        before: before.map(Box::new),
+        after: after.map(Box::new),
+        https,
     };
     FaultRecord {
         index,
@@ -98,7 +119,60 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
         injected_at,
         healed_at: None,
         landed,
-        proof: if landed { proof } else { format!("the new certificate was not served within 5 s: {proof}") },
+        proof: if landed {
+            proof
+        } else {
+            format!("the new certificate was not served within 5 s: {proof}")
+        },
         detail,
     }
+}
+
+/// GETs of the TLS service's ready path over HTTPS, verifying the chain
+/// against the run's CA (as a real client would), until `stop`.
+fn https_loop(n: &Nemesis<'_>, svc: &crate::manifest::Service, stop: Arc<AtomicBool>) -> Option<tokio::task::JoinHandle<HttpsTally>> {
+    let tls = n.manifest.tls.as_ref()?;
+    let addr = n.backend.endpoint(&tls.service, &tls.port)?;
+    let ca = reqwest::Certificate::from_pem(&n.plan.certs.as_ref()?.ca_pem().ok()?).ok()?;
+    let path = match &svc.ready {
+        crate::manifest::ReadyCheck::Http { http, .. } => http.clone(),
+        crate::manifest::ReadyCheck::Tcp { .. } => "/".into(),
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([ca])
+        .resolve(&tls.host, addr)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    let url = format!("https://{}:{}{path}", tls.host, addr.port());
+    Some(tokio::spawn(async move {
+        let mut tally = HttpsTally::default();
+        while !stop.load(Ordering::Relaxed) {
+            match client.get(&url).send().await {
+                Ok(r) if r.status().is_success() => tally.ok += 1,
+                Ok(r) => {
+                    tally.failed += 1;
+                    tally.first_error.get_or_insert_with(|| format!("status {}", r.status()));
+                }
+                Err(e) => {
+                    tally.failed += 1;
+                    tally.first_error.get_or_insert_with(|| describe_error(&e));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tally
+    }))
+}
+
+fn describe_error(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg = format!("{msg}: {s}");
+        source = s.source();
+    }
+    msg
 }

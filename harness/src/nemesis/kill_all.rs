@@ -8,12 +8,25 @@ use nix::sys::signal::Signal;
 use std::time::Duration;
 
 pub async fn kill_all(n: &Nemesis<'_>, index: usize, role: &str, sig: Signal, down: Duration) -> FaultRecord {
-    let services: Vec<String> = n.manifest.services.iter().filter(|s| s.role.as_str() == role || s.name == role).map(|s| s.name.clone()).collect();
+    let services: Vec<String> = n
+        .manifest
+        .services
+        .iter()
+        .filter(|s| s.role.as_str() == role || s.name == role)
+        .map(|s| s.name.clone())
+        .collect();
     let label = format!("every {role} down for {:.1} s ({})", down.as_secs_f64(), sig.as_str());
-    let mut detail = FaultDetail::AllDown { services: services.clone(), down_at: None, restarted_at: None };
+    let mut detail = FaultDetail::AllDown {
+        services: services.clone(),
+        down_at: None,
+        restarted_at: None,
+        access_log_502: None,
+    };
     if services.is_empty() {
         return n.not_landed(index, label, role, format!("no service with role `{role}`"), detail);
     }
+    let log = access_log(n);
+    let log_from = log.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len());
     let injected_at = n.now();
     let mut proof = Vec::new();
     let mut all_down = true;
@@ -40,14 +53,27 @@ pub async fn kill_all(n: &Nemesis<'_>, index: usize, role: &str, sig: Signal, do
     let restarted_at = n.now();
     for s in &services {
         let ok = match n.backend.start(s, &EnvOverrides::default()).await {
-            Ok(_) => n.backend.wait_ready(s, Duration::from_secs_f64(n.manifest.stack.ready_timeout_s)).await.is_ok(),
+            Ok(_) => n
+                .backend
+                .wait_ready(s, Duration::from_secs_f64(n.manifest.stack.ready_timeout_s))
+                .await
+                .is_ok(),
             Err(_) => false,
         };
         if !ok {
             proof.push(format!("{s} not ready again"));
         }
     }
-    detail = FaultDetail::AllDown { services, down_at: Some(down_at), restarted_at: Some(restarted_at) };
+    let access_log_502 = log.zip(log_from).and_then(|(p, from)| count_502_since(&p, from));
+    if let Some(c) = access_log_502 {
+        proof.push(format!("access log: {c} × 502 meanwhile"));
+    }
+    detail = FaultDetail::AllDown {
+        services,
+        down_at: Some(down_at),
+        restarted_at: Some(restarted_at),
+        access_log_502,
+    };
     FaultRecord {
         index,
         label,
@@ -58,4 +84,29 @@ pub async fn kill_all(n: &Nemesis<'_>, index: usize, role: &str, sig: Signal, do
         proof: proof.join("; "),
         detail,
     }
+}
+
+/// The access log the proxy declares, in its service directory.
+fn access_log(n: &Nemesis<'_>) -> Option<std::path::PathBuf> {
+    let svc = n
+        .manifest
+        .services
+        .iter()
+        .find(|s| s.proxy.as_ref().is_some_and(|p| p.access_log.is_some()))?;
+    let file = svc.proxy.as_ref()?.access_log.as_ref()?;
+    Some(n.plan.run_dir.join(&svc.name).join(file))
+}
+
+/// Lines written after byte `from` whose status (after the quoted request) is 502.
+fn count_502_since(path: &std::path::Path, from: u64) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    f.seek(SeekFrom::Start(from)).ok()?;
+    let mut text = String::new();
+    f.read_to_string(&mut text).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| l.rsplit_once('"').is_some_and(|(_, rest)| rest.trim_start().starts_with("502 ")))
+            .count() as u64,
+    )
 }

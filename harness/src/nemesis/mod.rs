@@ -6,6 +6,7 @@ pub mod burst;
 pub mod cert_swap;
 pub mod cleanup;
 pub mod config;
+pub mod flood;
 pub mod kill_all;
 pub mod outage;
 pub mod proxy;

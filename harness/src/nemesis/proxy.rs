@@ -41,7 +41,11 @@ pub fn wire_client(timeout: Duration) -> reqwest::Client {
 pub async fn reload(n: &Nemesis<'_>, svc: &Service, decl: &ProxyDecl) -> Result<(String, u32), String> {
     if decl.reload.restart {
         n.backend.stop(&svc.name, n.manifest.grace()).await.map_err(|e| e.to_string())?;
-        let pid = n.backend.start(&svc.name, &crate::stack::EnvOverrides::default()).await.map_err(|e| e.to_string())?;
+        let pid = n
+            .backend
+            .start(&svc.name, &crate::stack::EnvOverrides::default())
+            .await
+            .map_err(|e| e.to_string())?;
         n.backend
             .wait_ready(&svc.name, Duration::from_secs_f64(n.manifest.stack.ready_timeout_s))
             .await

@@ -8,7 +8,12 @@ use crate::history::{FaultDetail, FaultRecord, GzipAnswer};
 use crate::observe::backend_metrics;
 use std::time::Duration;
 
-async fn fetch(client: &reqwest::Client, url: &str, gzip: bool, header: Option<&str>) -> Option<(u16, String, Option<String>, u64, Option<String>)> {
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    gzip: bool,
+    header: Option<&str>,
+) -> Option<(u16, String, Option<String>, u64, Option<String>)> {
     let mut req = client.get(url);
     if gzip {
         req = req.header("accept-encoding", "gzip");
@@ -26,7 +31,10 @@ async fn fetch(client: &reqwest::Client, url: &str, gzip: bool, header: Option<&
 /// GET the declared large and small paths with and without gzip.
 pub async fn gzip_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRecord {
     let label = "gzip probe".to_string();
-    let empty = FaultDetail::Gzip { answers: vec![], min_length: 0 };
+    let empty = FaultDetail::Gzip {
+        answers: vec![],
+        min_length: 0,
+    };
     let Some((svc, decl)) = proxy_service(n, target) else {
         return n.not_landed(index, label, target, "no service declares [proxy]".into(), empty);
     };
@@ -52,7 +60,17 @@ pub async fn gzip_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRec
     let landed = answers.len() == 2 && answers.iter().all(|a| a.status == 200);
     let proof = answers
         .iter()
-        .map(|a| format!("{} {} {}: {} B with gzip asked ({}), {} B without", a.path, a.status, a.content_type, a.wire_bytes, a.encoding.as_deref().unwrap_or("identity"), a.identity_bytes))
+        .map(|a| {
+            format!(
+                "{} {} {}: {} B with gzip asked ({}), {} B without",
+                a.path,
+                a.status,
+                a.content_type,
+                a.wire_bytes,
+                a.encoding.as_deref().unwrap_or("identity"),
+                a.identity_bytes
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ");
     FaultRecord {
@@ -62,22 +80,37 @@ pub async fn gzip_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRec
         injected_at,
         healed_at: None,
         landed,
-        proof: if landed { proof } else { format!("not every gzip path answered 200: {proof}") },
-        detail: FaultDetail::Gzip { answers, min_length: gz.min_length },
+        proof: if landed {
+            proof
+        } else {
+            format!("not every gzip path answered 200: {proof}")
+        },
+        detail: FaultDetail::Gzip {
+            answers,
+            min_length: gz.min_length,
+        },
     }
 }
 
 /// GET the cacheable path 5 times; read the cache header and the backend's count.
 pub async fn cache_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRecord {
     let label = "cache probe".to_string();
-    let empty = FaultDetail::Cache { path: String::new(), header: String::new(), answers: vec![], backend_requests: None };
+    let empty = FaultDetail::Cache {
+        path: String::new(),
+        header: String::new(),
+        answers: vec![],
+        backend_requests: None,
+    };
     let Some((svc, decl)) = proxy_service(n, target) else {
         return n.not_landed(index, label, target, "no service declares [proxy]".into(), empty);
     };
     let (Some(cache), Some(addr)) = (&decl.cache, http_addr(n, svc)) else {
         return n.not_landed(index, label, &svc.name, "the proxy declares no cache path".into(), empty);
     };
-    let backend_path = cache.backend_path.clone().unwrap_or_else(|| cache.path.split('?').next().unwrap_or("").to_string());
+    let backend_path = cache
+        .backend_path
+        .clone()
+        .unwrap_or_else(|| cache.path.split('?').next().unwrap_or("").to_string());
     let injected_at = n.now();
     let before = backend_metrics::read(n.manifest, n.backend, Some(&backend_path)).await;
     let client = wire_client(Duration::from_secs(5));
@@ -92,7 +125,10 @@ pub async fn cache_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRe
     let after = backend_metrics::read(n.manifest, n.backend, Some(&backend_path)).await;
     let backend_requests = before.zip(after).map(|(b, a)| a.requests.saturating_sub(b.requests));
     let landed = answers.iter().all(|(s, _)| *s == 200);
-    let shown: Vec<String> = answers.iter().map(|(s, h)| format!("{s} {}", h.as_deref().unwrap_or("-"))).collect();
+    let shown: Vec<String> = answers
+        .iter()
+        .map(|(s, h)| format!("{s} {}", h.as_deref().unwrap_or("-")))
+        .collect();
     FaultRecord {
         index,
         label,
@@ -106,7 +142,12 @@ pub async fn cache_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRe
             shown.join(", "),
             backend_requests.map(|b| b.to_string()).unwrap_or_else(|| "(unreadable)".into())
         ),
-        detail: FaultDetail::Cache { path: cache.path.clone(), header: cache.header.clone(), answers, backend_requests },
+        detail: FaultDetail::Cache {
+            path: cache.path.clone(),
+            header: cache.header.clone(),
+            answers,
+            backend_requests,
+        },
     }
 }
 

@@ -22,10 +22,15 @@ pub struct BackendCounters {
 /// whose `path` label equals it. `None` when no backend could be read.
 pub async fn read(manifest: &Manifest, backend: &dyn Backend, path: Option<&str>) -> Option<BackendCounters> {
     let client = probe_client(Duration::from_millis(1000));
-    let mut total = BackendCounters { connections: Some(0), ..Default::default() };
+    let mut total = BackendCounters {
+        connections: Some(0),
+        ..Default::default()
+    };
     for svc in &manifest.services {
         let Some(decl) = &svc.metrics else { continue };
-        let Some(addr) = backend.endpoint(&svc.name, &decl.port) else { continue };
+        let Some(addr) = backend.endpoint(&svc.name, &decl.port) else {
+            continue;
+        };
         let answer = get(&client, addr, &decl.path, None).await;
         if answer.status != 200 {
             continue;

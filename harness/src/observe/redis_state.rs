@@ -4,7 +4,7 @@
 //! Both run after the faults, with the load stopped, and only record: the
 //! checkers judge later from the history.
 
-use crate::history::{AckedWrite, Finding, Micros, RedisSample, WriteAudit};
+use crate::history::{AckedWrite, Finding, Micros, QueueSample, RedisSample, WriteAudit};
 use crate::manifest::Manifest;
 use crate::stack::render::StackPlan;
 use redis::aio::MultiplexedConnection;
@@ -13,7 +13,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Configuration names read with `CONFIG GET`.
-pub const CONFIG_NAMES: &[&str] = &["appendonly", "appendfsync", "save", "maxmemory", "maxmemory-policy", "dir", "dbfilename"];
+pub const CONFIG_NAMES: &[&str] = &[
+    "appendonly",
+    "appendfsync",
+    "save",
+    "maxmemory",
+    "maxmemory-policy",
+    "dir",
+    "dbfilename",
+];
 
 /// A Redis service the manifest declares access to.
 #[derive(Debug, Clone)]
@@ -33,7 +41,11 @@ pub fn targets(manifest: &Manifest, plan: &StackPlan) -> Vec<RedisTarget> {
         .filter_map(|svc| {
             let access = svc.redis.as_ref()?;
             let addr = plan.service(&svc.name)?.addr(&access.port)?;
-            let password = access.password.as_ref().and_then(|p| plan.render_value(&svc.name, p).ok()).filter(|p| !p.is_empty());
+            let password = access
+                .password
+                .as_ref()
+                .and_then(|p| plan.render_value(&svc.name, p).ok())
+                .filter(|p| !p.is_empty());
             Some(RedisTarget {
                 service: svc.name.clone(),
                 addr,
@@ -108,7 +120,12 @@ pub async fn sample(t: &RedisTarget, at: Micros) -> RedisSample {
         }
     };
     for name in CONFIG_NAMES {
-        match redis::cmd("CONFIG").arg("GET").arg(*name).query_async::<Vec<String>>(&mut conn).await {
+        match redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(*name)
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+        {
             Ok(pair) if pair.len() >= 2 => {
                 s.config.insert(pair[0].clone(), pair[1].clone());
             }
@@ -178,7 +195,9 @@ pub async fn audit(t: &RedisTarget, keys: &[String], at: Micros) -> WriteAudit {
         match pipe.query_async::<Vec<u8>>(&mut conn).await {
             Ok(found) => {
                 audit.checked += chunk.len() as u64;
-                audit.missing.extend(chunk.iter().zip(found).filter(|(_, f)| *f == 0).map(|(k, _)| k.clone()));
+                audit
+                    .missing
+                    .extend(chunk.iter().zip(found).filter(|(_, f)| *f == 0).map(|(k, _)| k.clone()));
             }
             Err(e) => {
                 audit.error = Some(format!("EXISTS: {e}"));
@@ -187,6 +206,115 @@ pub async fn audit(t: &RedisTarget, keys: &[String], at: Micros) -> WriteAudit {
         }
     }
     audit
+}
+
+/// The worker's declared concurrency and visibility timeout, as rendered for this run.
+fn record_worker_settings(manifest: &Manifest, plan: &StackPlan, recorder: &crate::history::Recorder) {
+    let Some((svc, decl)) = manifest.services.iter().find_map(|s| s.worker.as_ref().map(|w| (s, w))) else {
+        return;
+    };
+    let concurrency = svc
+        .env
+        .get(&decl.concurrency_env)
+        .and_then(|v| plan.render_value(&svc.name, v).ok())
+        .and_then(|v| v.trim().parse().ok());
+    recorder.with_redis(|r| {
+        r.worker_concurrency = concurrency;
+        r.visibility_timeout_ms = Some((decl.visibility_timeout_s * 1000.0) as u64);
+    });
+}
+
+/// The lists kombu keeps for `queue` on Redis, one per default priority step.
+pub fn queue_lists(queue: &str) -> Vec<String> {
+    [0u8, 3, 6, 9]
+        .iter()
+        .map(|p| {
+            if *p == 0 {
+                queue.to_string()
+            } else {
+                format!("{queue}\x06\x16{p}")
+            }
+        })
+        .collect()
+}
+
+/// LLEN of every priority list of `queue`, and of its base list alone.
+pub async fn queue_sample(t: &RedisTarget, queue: &str, at: Micros) -> Option<QueueSample> {
+    let mut conn = connect_as_client(t).await.ok()?;
+    let mut pipe = redis::pipe();
+    for list in queue_lists(queue) {
+        pipe.cmd("LLEN").arg(list);
+    }
+    let lens: Vec<u64> = pipe.query_async(&mut conn).await.ok()?;
+    Some(QueueSample {
+        at,
+        total: lens.iter().sum(),
+        base_list: lens.first().copied().unwrap_or(0),
+    })
+}
+
+/// One event a task wrote about itself.
+#[derive(Debug, serde::Deserialize)]
+struct TaskEvent {
+    id: String,
+    event: String,
+    pid: u32,
+    at_us: u64,
+}
+
+/// Wait (bounded) until every enqueued task has finished and the queue is
+/// empty, sampling the queue; then attach the tasks' own events to them.
+pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, recorder: &crate::history::Recorder) {
+    let Some(decl) = manifest.services.iter().find_map(|s| s.worker.as_ref()) else {
+        return;
+    };
+    let enqueued: Vec<String> = recorder.with_redis(|r| r.tasks.iter().map(|t| t.id.clone()).collect());
+    if enqueued.is_empty() {
+        return;
+    }
+    // Wall clock -> run clock: both read now.
+    let wall_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let offset = wall_now.saturating_sub(recorder.clock.now());
+    // Redelivery after a kill waits for the visibility timeout: wait a little longer than that.
+    let wait = Duration::from_secs_f64((decl.visibility_timeout_s * 2.0 + 5.0).min(60.0));
+    let deadline = Instant::now() + wait;
+    let mut events: Vec<TaskEvent> = Vec::new();
+    loop {
+        if let Some(q) = queue_sample(t, &decl.queue, recorder.clock.now()).await {
+            recorder.queue_sample(q);
+        }
+        if let Ok(mut conn) = connect_as_client(t).await
+            && let Ok(lines) = redis::cmd("LRANGE")
+                .arg(&decl.events_key)
+                .arg(0)
+                .arg(-1)
+                .query_async::<Vec<String>>(&mut conn)
+                .await
+        {
+            events = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        }
+        let finished: std::collections::HashSet<&str> = events.iter().filter(|e| e.event == "finish").map(|e| e.id.as_str()).collect();
+        if enqueued.iter().all(|id| finished.contains(id.as_str())) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let to_run = |us: u64| us.saturating_sub(offset);
+    recorder.with_redis(|r| {
+        for e in &events {
+            if let Some(task) = r.tasks.iter_mut().find(|t| t.id == e.id) {
+                let entry = (to_run(e.at_us), e.pid);
+                match e.event.as_str() {
+                    "start" => task.starts.push(entry),
+                    "finish" => task.finishes.push(entry),
+                    _ => {}
+                }
+            }
+        }
+    });
 }
 
 /// After the faults: sample every declared Redis and audit the acknowledged
@@ -208,6 +336,10 @@ pub async fn observe_after_faults(manifest: &Manifest, plan: &StackPlan, recorde
             });
         }
         recorder.redis_sample(s);
+    }
+    if let Some(t) = targets.first() {
+        observe_tasks(manifest, t, recorder).await;
+        record_worker_settings(manifest, plan, recorder);
     }
     let (routes, acked) = recorder.acked_writes();
     if acked.is_empty() {

@@ -65,12 +65,21 @@ pub async fn read_served_cert(addr: SocketAddr, host: &str, ca_pem: &[u8], timeo
         .with_no_client_auth();
     let name = ServerName::try_from(host.to_string()).map_err(|e| format!("bad host name {host}: {e}"))?;
     let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS handshake with {addr}: {e}"))?;
-        let chain: Vec<Vec<u8>> = tls.get_ref().1.peer_certificates().unwrap_or_default().iter().map(|c| c.to_vec()).collect();
+        let chain: Vec<Vec<u8>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.to_vec())
+            .collect();
         Ok::<_, String>(chain)
     };
     let chain = tokio::time::timeout(timeout, handshake)

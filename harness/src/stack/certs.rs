@@ -51,7 +51,10 @@ pub enum CertError {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), CertError> {
-    std::fs::write(path, text).map_err(|source| CertError::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, text).map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn path_string(p: &Path) -> String {
@@ -75,10 +78,20 @@ impl CertSet {
         let mut paths = BTreeMap::new();
         let ca_path = dir.join("ca.crt");
         write(&ca_path, &ca_cert.pem())?;
-        paths.insert("ca".to_string(), CertPaths { cert: path_string(&ca_path), key: String::new() });
+        paths.insert(
+            "ca".to_string(),
+            CertPaths {
+                cert: path_string(&ca_path),
+                key: String::new(),
+            },
+        );
         let issuer = Issuer::new(ca_params, ca_key);
         for (serial, (name, days_before, days_after, right_host)) in (1u64..).zip(KINDS) {
-            let san = if *right_host { host.to_string() } else { format!("wrong-host.{host}.invalid") };
+            let san = if *right_host {
+                host.to_string()
+            } else {
+                format!("wrong-host.{host}.invalid")
+            };
             let mut params = CertificateParams::new(vec![san.clone()])?;
             params.distinguished_name.push(DnType::CommonName, san);
             params.not_before = now - Duration::days(*days_before) - Duration::hours(1);
@@ -89,11 +102,24 @@ impl CertSet {
             let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
             write(&cert_path, &cert.pem())?;
             write(&key_path, &key.serialize_pem())?;
-            paths.insert(name.to_string(), CertPaths { cert: path_string(&cert_path), key: path_string(&key_path) });
+            paths.insert(
+                name.to_string(),
+                CertPaths {
+                    cert: path_string(&cert_path),
+                    key: path_string(&key_path),
+                },
+            );
         }
-        let set = CertSet { dir: dir.clone(), host: host.to_string(), paths };
+        let set = CertSet {
+            dir: dir.clone(),
+            host: host.to_string(),
+            paths,
+        };
         set.activate("valid")?;
-        let active = CertPaths { cert: path_string(&dir.join("active.crt")), key: path_string(&dir.join("active.key")) };
+        let active = CertPaths {
+            cert: path_string(&dir.join("active.crt")),
+            key: path_string(&dir.join("active.key")),
+        };
         let mut set = set;
         set.paths.insert("active".to_string(), active);
         Ok(set)
@@ -117,7 +143,10 @@ pub fn activate_in(dir: &Path, name: &str) -> Result<(), CertError> {
         let from = dir.join(format!("{name}.{ext}"));
         let tmp = dir.join(format!(".active.{ext}.tmp"));
         let to = dir.join(format!("active.{ext}"));
-        std::fs::copy(&from, &tmp).map_err(|source| CertError::Io { path: from.clone(), source })?;
+        std::fs::copy(&from, &tmp).map_err(|source| CertError::Io {
+            path: from.clone(),
+            source,
+        })?;
         std::fs::rename(&tmp, &to).map_err(|source| CertError::Io { path: to.clone(), source })?;
     }
     Ok(())

@@ -2,9 +2,9 @@
 //! service as a local child process; a Docker backend implements the same
 //! trait, so callers never know which one runs.
 
+pub mod certs;
 pub mod process;
 pub mod reaper;
-pub mod certs;
 pub mod render;
 
 use crate::history::ExitInfo;

@@ -191,6 +191,8 @@ impl Backend for ProcessBackend {
             cmd.env(k, v);
         }
         cmd.env(RUN_TAG, &self.run_id).env(SERVICE_TAG, &svc.name);
+        // Stamped before the spawn: nothing of the new process can exist earlier.
+        let spawned_at = self.recorder.clock.now();
         let mut child = cmd.spawn().map_err(|source| StackError::Spawn {
             service: svc.name.clone(),
             source,
@@ -199,7 +201,7 @@ impl Backend for ProcessBackend {
         let (tx, rx) = watch::channel(None);
         self.running().insert(svc.name.clone(), Running { pid, exit: rx });
         reaper::record_leader(&self.run_id, &svc.name, pid);
-        self.recorder.event(&svc.name, ServiceEventKind::Started { pid });
+        self.recorder.event_at(spawned_at, &svc.name, ServiceEventKind::Started { pid });
         let recorder = self.recorder.clone();
         let name = svc.name.clone();
         tokio::spawn(async move {

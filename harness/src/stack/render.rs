@@ -153,7 +153,8 @@ impl StackPlan {
                 ports,
                 secrets,
                 run_dir: run_dir.display().to_string(),
-                manifest_dir: manifest.dir.display().to_string(),
+                // Absolute: commands run in the service's own directory.
+                manifest_dir: std::fs::canonicalize(&manifest.dir).unwrap_or_else(|_| manifest.dir.clone()).display().to_string(),
                 service_dir: String::new(),
                 settings,
             },

@@ -1,0 +1,135 @@
+//! A queue flood: `count` tasks at the standard's priorities 10, 5 and 1,
+//! enqueued as fast as the stack's declared endpoint takes them. It returns
+//! once they are enqueued; the end-of-run observer waits for the drain.
+
+use super::Nemesis;
+use crate::history::{FaultDetail, FaultRecord, Finding, TaskRecord};
+use crate::observe::redis_state;
+use std::time::Duration;
+
+/// The standard's priorities: high, medium, low.
+pub const PRIORITIES: [u8; 3] = [10, 5, 1];
+
+pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> FaultRecord {
+    let label = format!("flood of {count} tasks ({task_ms} ms each)");
+    let empty = FaultDetail::Flood {
+        requested: count,
+        accepted: 0,
+        queue_total: None,
+        queue_base_list: None,
+        enqueued_until: 0,
+    };
+    let Some((worker, decl)) = n.manifest.services.iter().find_map(|s| s.worker.as_ref().map(|w| (s, w))) else {
+        return n.not_landed(
+            index,
+            label,
+            "worker",
+            "the stack declares no [services.<name>.worker]".into(),
+            empty,
+        );
+    };
+    let Some(addr) = n.backend.endpoint(&decl.enqueue.service, &decl.enqueue.port) else {
+        let why = format!("no address for the enqueue endpoint {}:{}", decl.enqueue.service, decl.enqueue.port);
+        return n.not_landed(index, label, &worker.name, why, empty);
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let mut rng = fastrand::Rng::with_seed(n.seed ^ index as u64);
+    let injected_at = n.now();
+    let mut accepted = 0;
+    let mut failures = Vec::new();
+    for _ in 0..count {
+        let priority = PRIORITIES[rng.usize(..PRIORITIES.len())];
+        let url = format!(
+            "http://{addr}{}?priority={priority}&ms={task_ms}&queue={}",
+            decl.enqueue.path, decl.queue
+        );
+        let at = n.now();
+        match client.post(&url).send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                match body["id"].as_str() {
+                    Some(id) => {
+                        accepted += 1;
+                        n.recorder.task_enqueued(TaskRecord {
+                            id: id.to_string(),
+                            priority,
+                            enqueued_at: at,
+                            ..TaskRecord::default()
+                        });
+                    }
+                    None => failures.push(format!("2xx without an id: {body}")),
+                }
+            }
+            Ok(resp) => failures.push(format!("status {}", resp.status().as_u16())),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let enqueued_until = n.now();
+    let targets = redis_state::targets(n.manifest, n.plan);
+    let queue = match targets.first() {
+        Some(t) => redis_state::queue_sample(t, &decl.queue, enqueued_until).await,
+        None => None,
+    };
+    if let Some(q) = queue {
+        n.recorder.queue_sample(q);
+        if q.base_list != q.total {
+            n.recorder.finding(Finding {
+                id: "F8-LLEN-ONE-LIST".into(),
+                title: "queue length read with LLEN on one list under-counts a prioritised queue".into(),
+                evidence: format!(
+                    "after the flood: LLEN {queue_name} = {}, but the priority lists {lists:?} held {} together; \
+                     an AL-QUEUE rule on `LLEN {queue_name}` sees {} of the {} waiting tasks",
+                    q.base_list,
+                    q.total,
+                    q.base_list,
+                    q.total,
+                    queue_name = decl.queue,
+                    lists = redis_state::queue_lists(&decl.queue),
+                ),
+            });
+        }
+        n.recorder.finding(Finding {
+            id: "F1-PRIORITY-DIRECTION".into(),
+            title: "on kombu's Redis transport the lowest priority number runs first".into(),
+            evidence: format!(
+                "the queue `{}` is the lists {:?}, emptied in that order (priority steps 0, 3, 6, 9; 0 highest); the standard's \
+                 \"10 is high\" holds only if the client maps it (CW-PRIO shows whether this stack does)",
+                decl.queue,
+                redis_state::queue_lists(&decl.queue)
+            ),
+        });
+    }
+    let mut proof = format!(
+        "{accepted} of {count} enqueued (2xx) in {} ms",
+        (enqueued_until - injected_at) / 1000
+    );
+    if let Some(q) = queue {
+        proof.push_str(&format!(
+            "; queue right after: {} over all priority lists, {} in `{}` alone",
+            q.total, q.base_list, decl.queue
+        ));
+    }
+    if let Some(first) = failures.first() {
+        proof.push_str(&format!("; {} refused, first: {first}", failures.len()));
+    }
+    FaultRecord {
+        index,
+        label,
+        service: worker.name.clone(),
+        injected_at,
+        healed_at: None,
+        landed: accepted > 0,
+        proof,
+        detail: FaultDetail::Flood {
+            requested: count,
+            accepted,
+            queue_total: queue.map(|q| q.total),
+            queue_base_list: queue.map(|q| q.base_list),
+            enqueued_until,
+        },
+    }
+}
