@@ -413,7 +413,9 @@ mod tests {
         assert_eq!(v.outcome, Outcome::Fail);
         assert!(v.measured.contains("2 of 10 acknowledged writes missing"), "{}", v.measured);
         assert_eq!(judge(&h, rd_recover).outcome, Outcome::Fail);
-        h.redis.audit.as_mut().map(|a| a.missing.clear());
+        if let Some(a) = h.redis.audit.as_mut() {
+            a.missing.clear();
+        }
         assert_eq!(judge(&h, rd_aof).outcome, Outcome::Pass);
     }
 
