@@ -59,7 +59,13 @@ async fn harness_load(url: &str, users: usize, seconds: u64) -> (f64, usize, usi
         think_ms: 0,
         think_max_ms: None,
         keepalive: true,
-        requests: vec![RequestSpec { method: "GET".into(), path: "/nginx-health".into(), body: None, weight: 1, expect: vec![] }],
+        requests: vec![RequestSpec {
+            method: "GET".into(),
+            path: "/nginx-health".into(),
+            body: None,
+            weight: 1,
+            expect: vec![],
+        }],
     };
     let recorder = Arc::new(Recorder::new(RunClock::start()));
     let shared = Arc::new(LoadShared::new(&spec, 1, None, recorder.clone()));
@@ -74,7 +80,11 @@ async fn harness_load(url: &str, users: usize, seconds: u64) -> (f64, usize, usi
     let window_s = (to - from) as f64 / 1e6;
     let failed = history.requests.iter().filter(|r| !r.ok()).count();
     let bytes = history.requests.capacity() * std::mem::size_of::<RequestRecord>();
-    (history.requests.len() as f64 / window_s, failed, bytes / history.requests.len().max(1))
+    (
+        history.requests.len() as f64 / window_s,
+        failed,
+        bytes / history.requests.len().max(1),
+    )
 }
 
 /// The same requests and the same history recording, without goose: isolates
@@ -137,7 +147,12 @@ fn main() {
 
     // 1 and 2. One stack; wrk and the harness take turns on the same nginx location.
     let recorder = Arc::new(Recorder::new(RunClock::start()));
-    let plan = StackPlan::render(&manifest, &repo("target/bench-runs").join(format!("load-{}", std::process::id())), 99).expect("render");
+    let plan = StackPlan::render(
+        &manifest,
+        &repo("target/bench-runs").join(format!("load-{}", std::process::id())),
+        99,
+    )
+    .expect("render");
     let backend = ProcessBackend::new(plan, &manifest, &format!("bench-load-{}", std::process::id()), recorder);
     runtime.block_on(backend.start_all(Duration::from_secs(20))).expect("stack up");
     let nginx = backend.endpoint("nginx", "http").expect("nginx port");
@@ -160,15 +175,29 @@ fn main() {
 
     let (w, h) = (median(wrk_rates.clone()), median(ours.clone()));
     println!("chaosgate benchmarks ({rounds} rounds of {seconds} s, {users} connections/users, 2 cores shared with nginx)");
-    println!("time to healthy (reference stack, process backend): median {:.0} ms, min {:.0} ms, max {:.0} ms over {} starts",
-        median(healthy.clone()), healthy.iter().cloned().fold(f64::MAX, f64::min), healthy.iter().cloned().fold(0.0, f64::max), healthy.len());
+    println!(
+        "time to healthy (reference stack, process backend): median {:.0} ms, min {:.0} ms, max {:.0} ms over {} starts",
+        median(healthy.clone()),
+        healthy.iter().cloned().fold(f64::MAX, f64::min),
+        healthy.iter().cloned().fold(0.0, f64::max),
+        healthy.len()
+    );
     println!("wrk:              median {w:.0} req/s  (rounds: {})", fmt_rates(&wrk_rates));
-    println!("harness (goose):  median {h:.0} req/s  (rounds: {}), {failed} failed", fmt_rates(&ours));
+    println!(
+        "harness (goose):  median {h:.0} req/s  (rounds: {}), {failed} failed",
+        fmt_rates(&ours)
+    );
     let d = median(direct.clone());
-    println!("reqwest direct:   median {d:.0} req/s  (rounds: {}), same recording, no goose", fmt_rates(&direct));
+    println!(
+        "reqwest direct:   median {d:.0} req/s  (rounds: {}), same recording, no goose",
+        fmt_rates(&direct)
+    );
     println!("ratio harness/wrk: {:.2}  (goal ≥ 0.60); reqwest direct/wrk: {:.2}", h / w, d / w);
-    println!("history: {} bytes per request in memory (RequestRecord is {} bytes; Vec growth included; goal ≤ 64)",
-        bytes_per_request, std::mem::size_of::<RequestRecord>());
+    println!(
+        "history: {} bytes per request in memory (RequestRecord is {} bytes; Vec growth included; goal ≤ 64)",
+        bytes_per_request,
+        std::mem::size_of::<RequestRecord>()
+    );
 }
 
 fn fmt_rates(v: &[f64]) -> String {

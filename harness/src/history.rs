@@ -19,9 +19,7 @@ pub struct RunClock {
 
 impl RunClock {
     pub fn start() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
+        Self { origin: Instant::now() }
     }
 
     pub fn now(&self) -> Micros {
@@ -506,10 +504,7 @@ pub struct WriteAudit {
 
 impl History {
     pub fn version_name(&self, index: u16) -> &str {
-        self.versions
-            .get(index as usize)
-            .map(String::as_str)
-            .unwrap_or("")
+        self.versions.get(index as usize).map(String::as_str).unwrap_or("")
     }
 
     /// Whether a request got what its route expects (a status it lists, or any
@@ -521,20 +516,12 @@ impl History {
         }
     }
 
-    pub fn probes_of<'a>(
-        &'a self,
-        service: &'a str,
-        probe: ProbeKind,
-    ) -> impl Iterator<Item = &'a ProbeSample> + 'a {
-        self.probes
-            .iter()
-            .filter(move |s| s.service == service && s.probe == probe)
+    pub fn probes_of<'a>(&'a self, service: &'a str, probe: ProbeKind) -> impl Iterator<Item = &'a ProbeSample> + 'a {
+        self.probes.iter().filter(move |s| s.service == service && s.probe == probe)
     }
 
     pub fn requests_between(&self, from: Micros, to: Micros) -> impl Iterator<Item = &RequestRecord> {
-        self.requests
-            .iter()
-            .filter(move |r| r.start >= from && r.start < to)
+        self.requests.iter().filter(move |r| r.start >= from && r.start < to)
     }
 }
 
@@ -687,7 +674,12 @@ impl Recorder {
 
     /// (index, label, landed, proof) of the faults recorded so far, for progress lines.
     pub fn faults_summary(&self) -> Vec<(usize, String, bool, String)> {
-        self.with(|h| h.faults.iter().map(|f| (f.index, f.label.clone(), f.landed, f.proof.clone())).collect())
+        self.with(|h| {
+            h.faults
+                .iter()
+                .map(|f| (f.index, f.label.clone(), f.landed, f.proof.clone()))
+                .collect()
+        })
     }
 
     /// Take the record out, sorted by time. Background tasks that still hold

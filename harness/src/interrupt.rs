@@ -20,7 +20,10 @@ pub fn install() -> Result<(), ctrlc::Error> {
             // Second signal: the user insists. Kill what we started, then go.
             if let Some(run) = current_run() {
                 let killed = crate::stack::reaper::kill_run(&run);
-                eprintln!("chaosgate: interrupted again: killed {} process(es) of run {run}; exiting", killed.len());
+                eprintln!(
+                    "chaosgate: interrupted again: killed {} process(es) of run {run}; exiting",
+                    killed.len()
+                );
                 crate::stack::reaper::remove_marker(&run);
             }
             std::process::exit(130);

@@ -11,19 +11,47 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // goose logs through `log`; keep it quiet unless asked.
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("CHAOSGATE_LOG")).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CHAOSGATE_LOG"))
+        .with_writer(std::io::stderr)
+        .try_init();
     match cli.command {
-        Command::Run { scenarios, stack, out, seed, keep, quiet } => {
-            let scenarios = if scenarios.is_empty() { vec![PathBuf::from("scenarios")] } else { scenarios };
-            let opts = RunOptions { stack, scenarios, out, seed, keep, progress: !quiet };
+        Command::Run {
+            scenarios,
+            stack,
+            out,
+            seed,
+            keep,
+            quiet,
+        } => {
+            let scenarios = if scenarios.is_empty() {
+                vec![PathBuf::from("scenarios")]
+            } else {
+                scenarios
+            };
+            let opts = RunOptions {
+                stack,
+                scenarios,
+                out,
+                seed,
+                keep,
+                progress: !quiet,
+            };
             run_command(opts)
         }
-        Command::List { scenarios, requirements: reqs } => list(scenarios, reqs),
+        Command::List {
+            scenarios,
+            requirements: reqs,
+        } => list(scenarios, reqs),
         Command::Doctor { stack } => match chaosgate::manifest::load(&stack) {
             Ok(m) => {
                 let findings = doctor::diagnose(&m);
                 print!("{}", doctor::render(&findings));
-                if findings.iter().all(|f| f.ok) { ExitCode::SUCCESS } else { ExitCode::from(RunStatus::CouldNotRun.code()) }
+                if findings.iter().all(|f| f.ok) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(RunStatus::CouldNotRun.code())
+                }
             }
             Err(e) => input_error(&e),
         },
@@ -82,9 +110,17 @@ fn list(paths: Vec<PathBuf>, reqs: bool) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let paths = if paths.is_empty() { vec![PathBuf::from("scenarios")] } else { paths };
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        paths
+    };
     for p in paths {
-        let loaded = if p.is_dir() { scenario::load_dir(&p) } else { scenario::load(&p).map(|s| vec![s]) };
+        let loaded = if p.is_dir() {
+            scenario::load_dir(&p)
+        } else {
+            scenario::load(&p).map(|s| vec![s])
+        };
         match loaded {
             Ok(list) => {
                 for s in list {

@@ -23,7 +23,10 @@ impl Progress {
         let tty = enabled && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
         let bar = tty.then(|| {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} [{prefix}] {elapsed:>4} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{prefix}] {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
             bar.set_prefix(scenario.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
@@ -69,7 +72,11 @@ impl Progress {
         let phase = self.phase.clone();
         let scenario = self.scenario.clone();
         let started = Instant::now();
-        let every = if bar.is_some() { Duration::from_millis(500) } else { Duration::from_secs(5) };
+        let every = if bar.is_some() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(5)
+        };
         self.ticker = Some(tokio::spawn(async move {
             let mut last = (Instant::now(), recorder.request_counts().0);
             let mut interval = tokio::time::interval(every);

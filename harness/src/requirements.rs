@@ -3,9 +3,18 @@
 /// (ID, one-line requirement) for every requirement of the standard.
 pub const ALL: &[(&str, &str)] = &[
     ("HC-READY", "/health/ready says whether the service can take traffic"),
-    ("HC-LIVE", "/health/live says whether the process is alive, independent of dependencies"),
-    ("HC-AGG", "/health gives the combined status, non-2xx when a hard dependency is down"),
-    ("GS-SIGTERM", "SIGTERM is handled gracefully: not ready, stop accepting, exit within the grace period"),
+    (
+        "HC-LIVE",
+        "/health/live says whether the process is alive, independent of dependencies",
+    ),
+    (
+        "HC-AGG",
+        "/health gives the combined status, non-2xx when a hard dependency is down",
+    ),
+    (
+        "GS-SIGTERM",
+        "SIGTERM is handled gracefully: not ready, stop accepting, exit within the grace period",
+    ),
     ("GS-DRAIN", "requests in flight when SIGTERM arrives complete"),
     ("GS-CLEANUP", "connections, listeners and child processes are released on exit"),
     ("GS-WORKER", "a worker told to stop finishes or hands back its current task"),

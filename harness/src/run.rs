@@ -52,7 +52,11 @@ pub fn load_inputs(opts: &RunOptions) -> Result<(Manifest, Vec<Scenario>), Input
     let mut scenarios = Vec::new();
     let mut errors = Vec::new();
     for path in &opts.scenarios {
-        let loaded = if path.is_dir() { crate::scenario::load_dir(path) } else { crate::scenario::load(path).map(|s| vec![s]) };
+        let loaded = if path.is_dir() {
+            crate::scenario::load_dir(path)
+        } else {
+            crate::scenario::load(path).map(|s| vec![s])
+        };
         match loaded {
             Ok(s) => scenarios.extend(s),
             Err(e) => errors.extend(e.0),
@@ -60,18 +64,34 @@ pub fn load_inputs(opts: &RunOptions) -> Result<(Manifest, Vec<Scenario>), Input
     }
     for s in &scenarios {
         for id in s.covers.iter().filter(|id| !check::is_implemented(id)) {
-            errors.push(InputError::whole_file(&s.file, format!("field `scenario.covers`: `{id}` has no checker in this version of chaosgate (implemented: {})", implemented_ids())));
+            errors.push(InputError::whole_file(
+                &s.file,
+                format!(
+                    "field `scenario.covers`: `{id}` has no checker in this version of chaosgate (implemented: {})",
+                    implemented_ids()
+                ),
+            ));
         }
         for (target, field) in [(&s.load.target, "load.target"), (&s.probes.target, "probes.target")] {
             if manifest.resolve(target).is_none() {
-                errors.push(InputError::whole_file(&s.file, format!("field `{field}`: the stack {} has no service or role `{target}`", manifest.file.display())));
+                errors.push(InputError::whole_file(
+                    &s.file,
+                    format!(
+                        "field `{field}`: the stack {} has no service or role `{target}`",
+                        manifest.file.display()
+                    ),
+                ));
             }
         }
     }
     if scenarios.is_empty() && errors.is_empty() {
         errors.push(InputError::whole_file(&opts.stack, "no scenario to run"));
     }
-    if errors.is_empty() { Ok((manifest, scenarios)) } else { Err(InputErrors(errors)) }
+    if errors.is_empty() {
+        Ok((manifest, scenarios))
+    } else {
+        Err(InputErrors(errors))
+    }
 }
 
 fn implemented_ids() -> String {
@@ -85,13 +105,22 @@ pub fn build_stack(manifest: &Manifest, progress: bool) -> Result<(), StackError
         if progress {
             eprintln!("chaosgate: building the stack: {command}");
         }
-        let dir = step.workdir.as_ref().map(|w| manifest.dir.join(w)).unwrap_or_else(|| manifest.dir.clone());
-        let Some((program, args)) = step.command.split_first() else { continue };
+        let dir = step
+            .workdir
+            .as_ref()
+            .map(|w| manifest.dir.join(w))
+            .unwrap_or_else(|| manifest.dir.clone());
+        let Some((program, args)) = step.command.split_first() else {
+            continue;
+        };
         let out = std::process::Command::new(program)
             .args(args)
             .current_dir(&dir)
             .output()
-            .map_err(|e| StackError::Build { command: command.clone(), detail: e.to_string() })?;
+            .map_err(|e| StackError::Build {
+                command: command.clone(),
+                detail: e.to_string(),
+            })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
@@ -109,7 +138,13 @@ pub fn new_run_id() -> String {
     let secs = now.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:04x}", rem / 3600, rem % 3600 / 60, rem % 60, fastrand::u16(..))
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{:04x}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        fastrand::u16(..)
+    )
 }
 
 /// Days since 1970-01-01 to a calendar date (Howard Hinnant's algorithm).
@@ -129,7 +164,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// The command that reproduces a run.
 pub fn reproduce_command(opts: &RunOptions, seed: u64) -> String {
     let scenarios: Vec<String> = opts.scenarios.iter().map(|p| p.display().to_string()).collect();
-    format!("chaosgate run {} --stack {} --seed {seed}", scenarios.join(" "), opts.stack.display())
+    format!(
+        "chaosgate run {} --stack {} --seed {seed}",
+        scenarios.join(" "),
+        opts.stack.display()
+    )
 }
 
 /// Run every scenario; the returned report is complete even when the run was
@@ -138,13 +177,23 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     let (manifest, scenarios) = load_inputs(opts)?;
     let reaped = reaper::reap_orphans(false, None);
     if opts.progress && !reaped.runs.is_empty() {
-        eprintln!("chaosgate: reaped {} process(es) left by killed run(s) {}", reaped.processes.len(), reaped.runs.join(", "));
+        eprintln!(
+            "chaosgate: reaped {} process(es) left by killed run(s) {}",
+            reaped.processes.len(),
+            reaped.runs.join(", ")
+        );
     }
     build_stack(&manifest, opts.progress)?;
-    let seed = opts.seed.or(scenarios.iter().find_map(|s| s.seed)).unwrap_or_else(|| fastrand::u64(..) % 1_000_000);
+    let seed = opts
+        .seed
+        .or(scenarios.iter().find_map(|s| s.seed))
+        .unwrap_or_else(|| fastrand::u64(..) % 1_000_000);
     let run_id = new_run_id();
     let run_dir = opts.out.join(&run_id);
-    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::Io { path: run_dir.clone(), source })?;
+    std::fs::create_dir_all(&run_dir).map_err(|source| RunError::Io {
+        path: run_dir.clone(),
+        source,
+    })?;
     let me = std::process::id();
     let marker = RunMarker {
         run_id: run_id.clone(),
@@ -154,10 +203,16 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
         kept: false,
         processes: Vec::new(),
     };
-    reaper::write_marker(&marker).map_err(|source| RunError::Io { path: reaper::markers_dir(), source })?;
+    reaper::write_marker(&marker).map_err(|source| RunError::Io {
+        path: reaper::markers_dir(),
+        source,
+    })?;
     interrupt::set_current_run(Some(&run_id));
     let started = Instant::now();
-    let started_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let mut results = Vec::new();
     let mut kept = false;
     for (i, scenario) in scenarios.iter().enumerate() {
@@ -170,7 +225,10 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
         results.push(result);
     }
     if kept {
-        reaper::mark_kept(&run_id).map_err(|source| RunError::Io { path: reaper::markers_dir(), source })?;
+        reaper::mark_kept(&run_id).map_err(|source| RunError::Io {
+            path: reaper::markers_dir(),
+            source,
+        })?;
     } else {
         reaper::remove_marker(&run_id);
     }
@@ -275,7 +333,11 @@ pub async fn run_scenario(
             eprintln!(
                 "chaosgate: stopped {} service(s){}; {} process(es) and {} listening port(s) of this run left",
                 report.stopped.len(),
-                if report.swept.is_empty() { String::new() } else { format!(", killed {} stray process(es)", report.swept.len()) },
+                if report.swept.is_empty() {
+                    String::new()
+                } else {
+                    format!(", killed {} stray process(es)", report.swept.len())
+                },
                 left.len(),
                 listening.len()
             );
@@ -296,8 +358,17 @@ pub async fn run_scenario(
             history: &result.history,
             settings: &scenario.settings,
             probed_service: manifest.resolve(&scenario.probes.target).map(|s| s.name.as_str()).unwrap_or(""),
-            dependency_services: manifest.services.iter().filter(|s| s.role == Role::Redis).map(|s| s.name.clone()).collect(),
-            roles: manifest.services.iter().map(|s| (s.name.clone(), s.role.as_str().to_string())).collect(),
+            dependency_services: manifest
+                .services
+                .iter()
+                .filter(|s| s.role == Role::Redis)
+                .map(|s| s.name.clone())
+                .collect(),
+            roles: manifest
+                .services
+                .iter()
+                .map(|s| (s.name.clone(), s.role.as_str().to_string()))
+                .collect(),
         };
         result.verdicts = scenario.covers.iter().map(|id| check::judge(id, &input)).collect();
         for v in &result.verdicts {
@@ -321,10 +392,17 @@ async fn scenario_body(
     display.phase("starting the stack");
     let healthy = backend.start_all(Duration::from_secs_f64(manifest.stack.ready_timeout_s)).await?;
     display.line(format!("stack healthy after {} ms", healthy.as_millis()));
-    let prober = health_target(manifest, scenario, backend).map(|t| HealthProber::start(t, Duration::from_millis(scenario.probes.interval_ms), recorder.clone()));
+    let prober = health_target(manifest, scenario, backend)
+        .map(|t| HealthProber::start(t, Duration::from_millis(scenario.probes.interval_ms), recorder.clone()));
     let base_url = load_base_url(manifest, scenario, backend).unwrap_or_default();
-    let shared = Arc::new(LoadShared::new(&scenario.load, seed, manifest.stack.version_header.clone(), recorder.clone()));
-    let load = LoadHandle::start(&scenario.load, &base_url, shared.clone()).map_err(|e| StackError::Io(std::io::Error::other(e.to_string())))?;
+    let shared = Arc::new(LoadShared::new(
+        &scenario.load,
+        seed,
+        manifest.stack.version_header.clone(),
+        recorder.clone(),
+    ));
+    let load =
+        LoadHandle::start(&scenario.load, &base_url, shared.clone()).map_err(|e| StackError::Io(std::io::Error::other(e.to_string())))?;
     display.line(format!("load: {} users against {base_url}", scenario.load.users));
     display.phase("warm-up");
     display.watch_load(recorder.clone(), Duration::from_secs(scenario.load.max_duration_s));
@@ -345,7 +423,10 @@ async fn scenario_body(
     };
     let deadline = Duration::from_secs(scenario.load.max_duration_s);
     if tokio::time::timeout(deadline, faults).await.is_err() {
-        display.line(format!("the fault schedule did not finish within load.max_duration_s = {} s", scenario.load.max_duration_s));
+        display.line(format!(
+            "the fault schedule did not finish within load.max_duration_s = {} s",
+            scenario.load.max_duration_s
+        ));
     }
     display.phase("after the faults");
     tokio::time::sleep(Duration::from_secs_f64(scenario.load.tail_s)).await;
@@ -353,7 +434,11 @@ async fn scenario_body(
     if let Some(p) = prober {
         p.stop();
     }
-    if scenario.covers.iter().any(|id| id.starts_with("RD-") || id.starts_with("CW-") || id == "GS-WORKER") {
+    if scenario
+        .covers
+        .iter()
+        .any(|id| id.starts_with("RD-") || id.starts_with("CW-") || id == "GS-WORKER")
+    {
         display.phase("reading Redis's state");
         crate::observe::redis_state::observe_after_faults(manifest, plan, recorder).await;
     }
@@ -372,8 +457,15 @@ fn display_phase(display: &Progress, msg: String) {
 fn print_kept(manifest: &Manifest, backend: &ProcessBackend, run_id: &str) {
     eprintln!("chaosgate: --keep: the stack stays up (run {run_id}):");
     for s in &manifest.services {
-        let pid = backend.pid(&s.name).map(|p| format!("pid {p}")).unwrap_or_else(|| "not running".into());
-        let addrs: Vec<String> = s.ports.iter().filter_map(|p| backend.endpoint(&s.name, p).map(|a| format!("{p}={a}"))).collect();
+        let pid = backend
+            .pid(&s.name)
+            .map(|p| format!("pid {p}"))
+            .unwrap_or_else(|| "not running".into());
+        let addrs: Vec<String> = s
+            .ports
+            .iter()
+            .filter_map(|p| backend.endpoint(&s.name, p).map(|a| format!("{p}={a}")))
+            .collect();
         let log = backend.log_path(&s.name).map(|p| p.display().to_string()).unwrap_or_default();
         eprintln!("  {:<8} {:<10} {}  log: {log}", s.name, pid, addrs.join(" "));
     }

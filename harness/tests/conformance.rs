@@ -36,7 +36,10 @@ fn run(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::Manifest)
 }
 
 fn fastrand_id() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn describe(result: &ScenarioResult) -> String {
@@ -74,7 +77,10 @@ fn reference_stack_passes(#[case] scenario_file: &str) {
 #[case::worker_flood_celery("scenarios/worker-flood.toml")]
 #[case::worker_sigterm_celery("scenarios/worker-sigterm.toml")]
 fn real_celery_worker_passes(#[case] scenario_file: &str) {
-    assert!(repo(".venv/bin/celery").is_file(), "real Celery missing: python3 -m venv .venv && .venv/bin/pip install 'celery[redis]==5.*'");
+    assert!(
+        repo(".venv/bin/celery").is_file(),
+        "real Celery missing: python3 -m venv .venv && .venv/bin/pip install 'celery[redis]==5.*'"
+    );
     let (result, _) = run("fixtures/stacks/reference-celery", scenario_file);
     assert_eq!(result.error, None);
     for v in &result.verdicts {
@@ -83,49 +89,130 @@ fn real_celery_worker_passes(#[case] scenario_file: &str) {
 }
 
 #[rstest]
-#[case::ignores_sigterm("ignores-sigterm", "scenarios/sigterm-drain.toml", "GS-SIGTERM", "still running 5000 ms after SIGTERM")]
+#[case::ignores_sigterm(
+    "ignores-sigterm",
+    "scenarios/sigterm-drain.toml",
+    "GS-SIGTERM",
+    "still running 5000 ms after SIGTERM"
+)]
 #[case::exits_without_drain("exits-without-drain", "scenarios/sigterm-drain.toml", "GS-DRAIN", "requests in flight")]
 #[case::readiness_stays_up("readiness-stays-up", "scenarios/sigterm-drain.toml", "HC-READY", "readiness still 2xx")]
-#[case::leaks_redis_on_exit("leaks-redis-on-exit", "scenarios/sigterm-drain.toml", "GS-CLEANUP", "Redis connections still open")]
-#[case::liveness_needs_redis("liveness-needs-redis", "scenarios/redis-outage-health.toml", "HC-LIVE", "liveness probes failed while redis was down")]
+#[case::leaks_redis_on_exit(
+    "leaks-redis-on-exit",
+    "scenarios/sigterm-drain.toml",
+    "GS-CLEANUP",
+    "Redis connections still open"
+)]
+#[case::liveness_needs_redis(
+    "liveness-needs-redis",
+    "scenarios/redis-outage-health.toml",
+    "HC-LIVE",
+    "liveness probes failed while redis was down"
+)]
 #[case::health_always_ok("health-always-ok", "scenarios/redis-outage-health.toml", "HC-AGG", "/health answered 2xx")]
 #[case::no_startup_validation("no-startup-validation", "scenarios/config.toml", "CF-VALIDATE", "still running")]
 #[case::sighup_ignored("sighup-ignored", "scenarios/config.toml", "CF-HOT", "not in effect")]
 #[case::version_ignores_env("version-ignores-env", "scenarios/config.toml", "CF-ENV", "but the service showed")]
-#[case::rd_aof_off("aof-off", "scenarios/redis-recover.toml", "RD-AOF", "acknowledged writes missing after the restart")]
+#[case::rd_aof_off(
+    "aof-off",
+    "scenarios/redis-recover.toml",
+    "RD-AOF",
+    "acknowledged writes missing after the restart"
+)]
 #[case::rd_aof_off_loses_writes("aof-off", "scenarios/redis-recover.toml", "RD-RECOVER", "writes: ")]
 #[case::rd_rdb_off("rdb-off", "scenarios/redis-recover.toml", "RD-RDB", "save points none")]
 #[case::rd_no_maxmemory("no-maxmemory", "scenarios/redis-recover.toml", "RD-MAXMEM", "maxmemory 0 bytes")]
-#[case::rd_no_password("redis-no-password", "scenarios/redis-recover.toml", "RD-AUTH", "PING without password answered PONG")]
+#[case::rd_no_password(
+    "redis-no-password",
+    "scenarios/redis-recover.toml",
+    "RD-AUTH",
+    "PING without password answered PONG"
+)]
 #[case::rd_ready_ignores_redis("ready-ignores-redis", "scenarios/redis-recover.toml", "RD-RECOVER", "while redis was down")]
 #[case::worker_no_late_ack("worker-no-late-ack", "scenarios/worker-sigterm.toml", "GS-WORKER", "tasks lost")]
-#[case::worker_no_reconnect("worker-no-reconnect", "scenarios/worker-redis-outage.toml", "CW-RECONNECT", "never done after Redis returned")]
+#[case::worker_no_reconnect(
+    "worker-no-reconnect",
+    "scenarios/worker-redis-outage.toml",
+    "CW-RECONNECT",
+    "never done after Redis returned"
+)]
+#[case::worker_no_reconnect_loses_tasks(
+    "worker-no-reconnect",
+    "scenarios/worker-redis-outage.toml",
+    "RD-RECOVER",
+    "accepted tasks never done"
+)]
 #[case::worker_ignores_priority("worker-ignores-priority", "scenarios/worker-flood.toml", "CW-PRIO", "jumped a higher priority")]
-#[case::worker_ignores_concurrency("worker-ignores-concurrency", "scenarios/worker-flood.toml", "CW-CONC", "at most 1 tasks ran at once")]
+#[case::worker_ignores_concurrency(
+    "worker-ignores-concurrency",
+    "scenarios/worker-flood.toml",
+    "CW-CONC",
+    "at most 1 tasks ran at once"
+)]
 #[case::worker_sheds_load("worker-sheds-load", "scenarios/worker-flood.toml", "CW-FLOOD", "lost")]
 #[case::nx_limit_503("nginx-limit-503", "scenarios/nginx-rate.toml", "NX-RATE", "× 503 and 0 × 429 above the limit")]
 #[case::nx_limit_return("nginx-limit-return", "scenarios/nginx-rate.toml", "NX-RATE", "no 429 at 200/s")]
 #[case::nx_no_gzip("nginx-no-gzip", "scenarios/nginx-features.toml", "NX-GZIP", "not gzip-encoded")]
-#[case::nx_no_keepalive("nginx-no-keepalive", "scenarios/nginx-features.toml", "NX-KEEPALIVE", "new backend connections for")]
+#[case::nx_no_keepalive(
+    "nginx-no-keepalive",
+    "scenarios/nginx-features.toml",
+    "NX-KEEPALIVE",
+    "new backend connections for"
+)]
 #[case::nx_no_cache("nginx-no-cache", "scenarios/nginx-features.toml", "NX-CACHE", "0 of 4 repeats were cache hits")]
-#[case::nx_one_upstream("nginx-one-upstream", "scenarios/nginx-upstreams.toml", "NX-FAILOVER", "requests failed while app was down")]
+#[case::nx_one_upstream(
+    "nginx-one-upstream",
+    "scenarios/nginx-upstreams.toml",
+    "NX-FAILOVER",
+    "requests failed while app was down"
+)]
 #[case::nx_masks_502("nginx-masks-502", "scenarios/nginx-upstreams.toml", "NX-502", "other answers")]
-#[case::nx_restart_tls("nginx-restart-on-renew", "scenarios/tls-expiry.toml", "TLS-EXPIRY", "requests failed across the renewal")]
-#[case::nx_restart_reload("nginx-restart-on-renew", "scenarios/tls-expiry.toml", "NX-RELOAD", "requests failed across the reload")]
+#[case::nx_restart_tls(
+    "nginx-restart-on-renew",
+    "scenarios/tls-expiry.toml",
+    "TLS-EXPIRY",
+    "requests failed across the renewal"
+)]
+#[case::nx_restart_reload(
+    "nginx-restart-on-renew",
+    "scenarios/tls-expiry.toml",
+    "NX-RELOAD",
+    "requests failed across the reload"
+)]
 fn mutant_fails_its_check(#[case] mutant: &str, #[case] scenario_file: &str, #[case] requirement: &str, #[case] measured: &str) {
     let (result, manifest) = run(&format!("fixtures/stacks/mutants/{mutant}"), scenario_file);
     let breaks = manifest.mutant.as_ref().map(|m| m.breaks.clone()).unwrap_or_default();
-    assert!(breaks.iter().any(|b| b == requirement), "mutant {mutant} must declare that it breaks {requirement}: {breaks:?}");
+    assert!(
+        breaks.iter().any(|b| b == requirement),
+        "mutant {mutant} must declare that it breaks {requirement}: {breaks:?}"
+    );
     assert_eq!(result.error, None);
-    let verdict = result.verdicts.iter().find(|v| v.requirement == requirement).expect("the scenario covers the requirement");
-    assert_eq!(verdict.outcome, Outcome::Fail, "mutant {mutant} must fail {requirement}:\n{}", describe(&result));
-    assert!(verdict.measured.contains(measured), "measured evidence {:?} should contain {measured:?}", verdict.measured);
+    let verdict = result
+        .verdicts
+        .iter()
+        .find(|v| v.requirement == requirement)
+        .expect("the scenario covers the requirement");
+    assert_eq!(
+        verdict.outcome,
+        Outcome::Fail,
+        "mutant {mutant} must fail {requirement}:\n{}",
+        describe(&result)
+    );
+    assert!(
+        verdict.measured.contains(measured),
+        "measured evidence {:?} should contain {measured:?}",
+        verdict.measured
+    );
     // What CI reads: the JUnit failure carries the measured evidence.
     let report = RunReport {
         schema_version: 1,
         run_id: "matrix".into(),
         harness_version: "test".into(),
-        stack: StackInfo { name: mutant.into(), manifest: String::new(), breaks },
+        stack: StackInfo {
+            name: mutant.into(),
+            manifest: String::new(),
+            breaks,
+        },
         seed: 7,
         started_unix_ms: 0,
         duration_ms: result.duration_ms,
@@ -157,10 +244,19 @@ fn every_check_has_a_mutant_that_breaks_it() {
 #[test]
 fn nx_limit_503_is_reported_as_a_finding() {
     let (result, _) = run("fixtures/stacks/mutants/nginx-limit-503", "scenarios/nginx-rate.toml");
-    let finding = result.history.findings.iter().find(|f| f.id == "NX-LIMIT-503").expect("the 503 finding");
+    let finding = result
+        .history
+        .findings
+        .iter()
+        .find(|f| f.id == "NX-LIMIT-503")
+        .expect("the 503 finding");
     assert!(finding.evidence.contains("× 503, 0 × 429"), "{}", finding.evidence);
     let (reference, _) = run("fixtures/stacks/reference", "scenarios/nginx-rate.toml");
-    assert!(reference.history.findings.iter().all(|f| !f.id.starts_with("NX-LIMIT")), "{:?}", reference.history.findings);
+    assert!(
+        reference.history.findings.iter().all(|f| !f.id.starts_with("NX-LIMIT")),
+        "{:?}",
+        reference.history.findings
+    );
 }
 
 /// Finding 2's test trap: a limited location that answers with `return` is
@@ -168,6 +264,11 @@ fn nx_limit_503_is_reported_as_a_finding() {
 #[test]
 fn nx_limit_return_is_reported_as_a_finding() {
     let (result, _) = run("fixtures/stacks/mutants/nginx-limit-return", "scenarios/nginx-rate.toml");
-    let finding = result.history.findings.iter().find(|f| f.id == "NX-LIMIT-RETURN").expect("the return finding");
+    let finding = result
+        .history
+        .findings
+        .iter()
+        .find(|f| f.id == "NX-LIMIT-RETURN")
+        .expect("the return finding");
     assert!(finding.evidence.contains("location = /api/limited"), "{}", finding.evidence);
 }

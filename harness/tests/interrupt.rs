@@ -41,10 +41,15 @@ fn start_run(state_dir: &std::path::Path) -> (Child, String, std::sync::mpsc::Re
     let mut run_id = None;
     let mut seen = Vec::new();
     loop {
-        let line = rx.recv_timeout(Duration::from_secs(180)).unwrap_or_else(|_| panic!("no healthy stack; stderr so far: {seen:#?}"));
+        let line = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| panic!("no healthy stack; stderr so far: {seen:#?}"));
         if let Some(dir) = line.split("starting the stack in ").nth(1) {
             // .../<run-id>/<scenario>
-            run_id = PathBuf::from(dir).parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+            run_id = PathBuf::from(dir)
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
         }
         let healthy = line.contains("stack healthy after");
         seen.push(line);
@@ -77,12 +82,19 @@ fn ctrl_c_stops_the_stack_and_says_so() {
     let status = wait(&mut child, Duration::from_secs(60));
     assert_eq!(status.code(), Some(130), "Ctrl-C exits with 130");
     let said: Vec<String> = lines.try_iter().collect();
-    assert!(said.iter().any(|l| l.contains("0 process(es) and 0 listening port(s) of this run left")), "{said:#?}");
+    assert!(
+        said.iter()
+            .any(|l| l.contains("0 process(es) and 0 listening port(s) of this run left")),
+        "{said:#?}"
+    );
     assert!(tagged_processes(Some(&run_id), None).is_empty(), "processes left behind");
     for port in ports {
         assert!(!chaosgate::observe::sockets::listening_on(port), "port {port} still listening");
     }
-    assert!(std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0) == 0, "the run marker is removed");
+    assert!(
+        std::fs::read_dir(&state).map(|d| d.count()).unwrap_or(0) == 0,
+        "the run marker is removed"
+    );
 }
 
 #[test]
@@ -93,7 +105,10 @@ fn a_killed_harness_is_reaped_by_clean() {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
     wait(&mut child, Duration::from_secs(10));
     let orphans = tagged_processes(Some(&run_id), None);
-    assert!(!orphans.is_empty(), "SIGKILL leaves the stack behind (that is what the marker is for)");
+    assert!(
+        !orphans.is_empty(),
+        "SIGKILL leaves the stack behind (that is what the marker is for)"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_chaosgate"))
         .arg("clean")
         .env("CHAOSGATE_STATE_DIR", &state)
@@ -104,7 +119,11 @@ fn a_killed_harness_is_reaped_by_clean() {
     assert!(text.contains("cleaned 1 run(s)"), "{text}");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !tagged_processes(Some(&run_id), None).is_empty() {
-        assert!(Instant::now() < deadline, "orphans survived clean: {:?}", tagged_processes(Some(&run_id), None));
+        assert!(
+            Instant::now() < deadline,
+            "orphans survived clean: {:?}",
+            tagged_processes(Some(&run_id), None)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

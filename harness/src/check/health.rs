@@ -56,7 +56,6 @@ fn describe(s: &ProbeSample) -> String {
     }
 }
 
-
 fn ready_after_sigterm(input: &CheckInput<'_>, f: &FaultRecord) -> Verdict {
     const ID: &str = "HC-READY";
     if !f.landed {
@@ -183,7 +182,10 @@ fn ready_during_outage(input: &CheckInput<'_>, f: &FaultRecord, _down: Option<Mi
     let s = input.settings;
     let detect_from = down + s.ready_dependency_detect_ms * 1000;
     let probes: Vec<&ProbeSample> = h.probes_of(input.probed_service, ProbeKind::Ready).collect();
-    let during: Vec<&&ProbeSample> = probes.iter().filter(|p| p.at >= detect_from && answered_before(p, restarted)).collect();
+    let during: Vec<&&ProbeSample> = probes
+        .iter()
+        .filter(|p| p.at >= detect_from && answered_before(p, restarted))
+        .collect();
     let expected = READY_EXPECTED.to_string();
     if during.len() < 3 {
         return Verdict::new(
@@ -321,10 +323,15 @@ pub fn hc_agg(input: &CheckInput<'_>) -> Verdict {
             };
             let samples: Vec<&ProbeSample> = h.probes_of(input.probed_service, ProbeKind::Aggregate).collect();
             // Answered before the fault: a probe in flight when it struck may rightly see it.
-            let before: Vec<&&ProbeSample> =
-                samples.iter().filter(|p| p.at + u64::from(p.latency_us) < f.injected_at && p.status != 0).collect();
+            let before: Vec<&&ProbeSample> = samples
+                .iter()
+                .filter(|p| p.at + u64::from(p.latency_us) < f.injected_at && p.status != 0)
+                .collect();
             let detect_from = down + input.settings.ready_dependency_detect_ms * 1000;
-            let during: Vec<&&ProbeSample> = samples.iter().filter(|p| p.at >= detect_from && answered_before(p, restarted)).collect();
+            let during: Vec<&&ProbeSample> = samples
+                .iter()
+                .filter(|p| p.at >= detect_from && answered_before(p, restarted))
+                .collect();
             if during.len() < 3 || before.is_empty() {
                 return Verdict::new(
                     ID,

@@ -66,7 +66,12 @@ pub fn is_implemented(id: &str) -> bool {
 /// pass, and never takes the run down with it (Jepsen's check-safe).
 pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
     let Some((_, check)) = CHECKS.iter().find(|(known, _)| *known == id) else {
-        return Verdict::new(id, Outcome::Inconclusive, "no checker for this requirement in this version", "a checker");
+        return Verdict::new(
+            id,
+            Outcome::Inconclusive,
+            "no checker for this requirement in this version",
+            "a checker",
+        );
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(input))) {
         Ok(v) => v,
@@ -83,23 +88,39 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
 
 /// TERM-like signal faults sent to `service`.
 pub(crate) fn sigterms<'a>(h: &'a History, service: &'a str) -> impl Iterator<Item = &'a FaultRecord> + 'a {
-    h.faults.iter().filter(move |f| {
-        f.service == service && matches!(&f.detail, FaultDetail::Signal { signal, .. } if signal == "SIGTERM")
-    })
+    h.faults
+        .iter()
+        .filter(move |f| f.service == service && matches!(&f.detail, FaultDetail::Signal { signal, .. } if signal == "SIGTERM"))
 }
 
 /// Outages of any of the given services: (fault, down_at, back_ready_at).
-pub(crate) fn outages<'a>(h: &'a History, services: &'a [String]) -> impl Iterator<Item = (&'a FaultRecord, Option<Micros>, Option<Micros>)> + 'a {
-    h.faults.iter().filter(move |f| services.contains(&f.service)).filter_map(|f| match &f.detail {
-        FaultDetail::Outage { down_at, ready_at, restarted_at, .. } => Some((f, *down_at, ready_at.or(*restarted_at))),
-        _ => None,
-    })
+pub(crate) fn outages<'a>(
+    h: &'a History,
+    services: &'a [String],
+) -> impl Iterator<Item = (&'a FaultRecord, Option<Micros>, Option<Micros>)> + 'a {
+    h.faults
+        .iter()
+        .filter(move |f| services.contains(&f.service))
+        .filter_map(|f| match &f.detail {
+            FaultDetail::Outage {
+                down_at,
+                ready_at,
+                restarted_at,
+                ..
+            } => Some((f, *down_at, ready_at.or(*restarted_at))),
+            _ => None,
+        })
 }
 
 /// The verdict when the fault that tests a requirement never took effect.
 pub(crate) fn not_landed(id: &str, f: &FaultRecord) -> Verdict {
-    Verdict::new(id, Outcome::Inconclusive, format!("the fault did not take effect: {}", f.proof), "a fault proven to have landed")
-        .with_evidence(format!("fault #{} {}", f.index, f.label))
+    Verdict::new(
+        id,
+        Outcome::Inconclusive,
+        format!("the fault did not take effect: {}", f.proof),
+        "a fault proven to have landed",
+    )
+    .with_evidence(format!("fault #{} {}", f.index, f.label))
 }
 
 pub(crate) fn ms(us: Micros) -> u64 {

@@ -34,10 +34,14 @@ fn per_sample(id: &str, h: &History, expected: &str, one: impl Fn(&RedisSample) 
             _ => one(s),
         })
         .collect();
-    parts
-        .into_iter()
-        .reduce(Verdict::merge)
-        .unwrap_or_else(|| Verdict::new(id, Outcome::Inconclusive, "no Redis was sampled in this scenario", expected))
+    parts.into_iter().reduce(Verdict::merge).unwrap_or_else(|| {
+        Verdict::new(
+            id,
+            Outcome::Inconclusive,
+            "the harness did not sample Redis in this scenario",
+            expected,
+        )
+    })
 }
 
 /// Acknowledged writes missing after a SIGKILL outage of the audited Redis, as a verdict part.
@@ -208,7 +212,7 @@ pub fn rd_recover(input: &CheckInput<'_>) -> Verdict {
     let h = input.history;
     let landed: Vec<_> = outages(h, &input.dependency_services).collect();
     if landed.is_empty() {
-        return Verdict::new(ID, Outcome::Inconclusive, "no Redis outage in this scenario", expected);
+        return Verdict::new(ID, Outcome::Inconclusive, "Redis did not go down in this scenario", expected);
     }
     let relabel = |mut v: Verdict, what: &str| {
         v.measured = format!("{what}: {}", v.measured);
@@ -219,8 +223,16 @@ pub fn rd_recover(input: &CheckInput<'_>) -> Verdict {
     // Lost writes first: of several failures, the headline is the first.
     let mut parts = vec![match audit_part(ID, input) {
         Some(part) => relabel(part, "writes"),
-        None => Verdict::new(ID, Outcome::Inconclusive, "writes: no acknowledged write was audited", expected),
+        None => Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            "writes: the harness did not audit any acknowledged write",
+            expected,
+        ),
     }];
+    if !h.redis.tasks.is_empty() {
+        parts.push(tasks_part(h));
+    }
     parts.push(relabel(health::hc_ready(input), "readiness"));
     parts.push(relabel(health::hc_live(input), "liveness"));
     for (i, (f, _, back)) in landed.iter().enumerate() {
@@ -244,6 +256,23 @@ pub fn rd_recover(input: &CheckInput<'_>) -> Verdict {
     v.with_reading(format!(
         "recovery: the first 2xx readiness probe after Redis is back; from then on no request may get 5xx. {KILL9_READING}"
     ))
+}
+
+/// Every task the stack accepted (2xx) is eventually done: one never done is lost.
+fn tasks_part(h: &History) -> Verdict {
+    const ID: &str = "RD-RECOVER";
+    let tally = super::worker::TaskTally::of(&h.redis.tasks);
+    let expected = "every task accepted before or during the outage is eventually done";
+    if tally.lost.is_empty() {
+        Verdict::new(ID, Outcome::Pass, format!("tasks: {}", tally.describe()), expected)
+    } else {
+        Verdict::new(
+            ID,
+            Outcome::Fail,
+            format!("tasks: {} accepted tasks never done: {}", tally.lost.len(), tally.describe()),
+            expected,
+        )
+    }
 }
 
 /// Requests that started once readiness was 2xx again after the outage: none may get 5xx.

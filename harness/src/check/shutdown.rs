@@ -1,10 +1,9 @@
 //! Section 2: graceful shutdown (GS-SIGTERM, GS-DRAIN, GS-CLEANUP).
 
 use super::verdict::{Outcome, Verdict};
-use super::{CheckInput, not_landed, ms, rel, sigterms};
+use super::{CheckInput, ms, not_landed, rel, sigterms};
 use crate::history::{FaultDetail, FaultRecord, History, RequestRecord, TransportError};
 use std::collections::BTreeMap;
-
 
 fn no_sigterm(id: &str, expected: &str) -> Verdict {
     Verdict::new(

@@ -56,7 +56,12 @@ fn floods(h: &History) -> impl Iterator<Item = &FaultRecord> {
 }
 
 fn no_tasks(id: &str, expected: &str) -> Verdict {
-    Verdict::new(id, Outcome::Inconclusive, "no task was enqueued in this scenario", expected)
+    Verdict::new(
+        id,
+        Outcome::Inconclusive,
+        "the harness did not enqueue any task in this scenario",
+        expected,
+    )
 }
 
 fn first_ids(ids: &[String]) -> String {
@@ -147,7 +152,7 @@ pub fn cw_conc(input: &CheckInput<'_>) -> Verdict {
         return Verdict::new(
             ID,
             Outcome::Inconclusive,
-            "the worker's concurrency variable could not be read",
+            "the harness did not read the worker's concurrency variable",
             expected,
         );
     };
@@ -261,7 +266,12 @@ pub fn gs_worker(input: &CheckInput<'_>) -> Verdict {
     };
     let stops: Vec<_> = worker_stops(h, worker).collect();
     if stops.is_empty() {
-        return Verdict::new(ID, Outcome::Inconclusive, "the worker was not stopped in this scenario", expected);
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            "the worker did not get a stop signal in this scenario",
+            expected,
+        );
     }
     if let Some((f, _)) = stops.iter().find(|(f, _)| !f.landed) {
         return Verdict::new(ID, Outcome::Inconclusive, format!("the stop did not land: {}", f.proof), expected);
@@ -327,7 +337,7 @@ pub fn cw_reconnect(input: &CheckInput<'_>) -> Verdict {
         return no_tasks(ID, expected);
     }
     let Some((f, _, back)) = outages(h, &input.dependency_services).next() else {
-        return Verdict::new(ID, Outcome::Inconclusive, "no Redis outage in this scenario", expected);
+        return Verdict::new(ID, Outcome::Inconclusive, "Redis did not go down in this scenario", expected);
     };
     if !f.landed {
         return Verdict::new(ID, Outcome::Inconclusive, format!("the outage did not land: {}", f.proof), expected);

@@ -254,8 +254,6 @@ impl LoadHandle {
             .map_err(g)?
             .set_default(GooseDefault::NoTelnet, true)
             .map_err(g)?
-            .set_default(GooseDefault::NoWebSocket, true)
-            .map_err(g)?
             .set_default(GooseDefault::NoPrintMetrics, true)
             .map_err(g)?
             .set_default(GooseDefault::NoErrorSummary, true)

@@ -46,7 +46,12 @@ pub async fn observe_after_exit(n: &Nemesis<'_>, service: &str, before: Option<V
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    obs.surviving_processes = n.backend.processes(service).into_iter().map(|(pid, cmd)| format!("{pid} {cmd}")).collect();
+    obs.surviving_processes = n
+        .backend
+        .processes(service)
+        .into_iter()
+        .map(|(pid, cmd)| format!("{pid} {cmd}"))
+        .collect();
     if let Some(plan) = n.plan.service(service) {
         obs.still_listening = plan
             .ports

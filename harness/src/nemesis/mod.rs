@@ -57,7 +57,10 @@ impl Nemesis<'_> {
         if self.backend.pid(service).is_some() {
             self.backend.stop(service, self.manifest.grace()).await.map_err(|e| e.to_string())?;
         }
-        self.backend.start(service, &EnvOverrides::default()).await.map_err(|e| e.to_string())?;
+        self.backend
+            .start(service, &EnvOverrides::default())
+            .await
+            .map_err(|e| e.to_string())?;
         self.backend
             .wait_ready(service, Duration::from_secs_f64(self.manifest.stack.ready_timeout_s))
             .await

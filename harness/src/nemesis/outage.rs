@@ -24,14 +24,24 @@ pub async fn outage(n: &Nemesis<'_>, index: usize, service: &str, sig: Signal, d
     let exit = n.backend.wait_exit(service, n.manifest.grace()).await;
     let Some(exit) = exit else {
         let _ = n.backend.kill(service).await;
-        return n.not_landed(index, label, service, format!("{} did not stop {service} within the grace period", sig.as_str()), empty);
+        return n.not_landed(
+            index,
+            label,
+            service,
+            format!("{} did not stop {service} within the grace period", sig.as_str()),
+            empty,
+        );
     };
     let down_at = n.exit_time(service, pid, injected_at);
     tokio::time::sleep(down).await;
     let restarted_at = n.now();
     let mut proof = format!("{} to pid {pid}; exit observed: {}", sig.as_str(), exit.describe());
     let ready_at = match n.backend.start(service, &EnvOverrides::default()).await {
-        Ok(_) => match n.backend.wait_ready(service, Duration::from_secs_f64(n.manifest.stack.ready_timeout_s)).await {
+        Ok(_) => match n
+            .backend
+            .wait_ready(service, Duration::from_secs_f64(n.manifest.stack.ready_timeout_s))
+            .await
+        {
             Ok(_) => Some(n.now()),
             Err(e) => {
                 proof.push_str(&format!("; not ready again: {e}"));
@@ -68,7 +78,13 @@ pub async fn pause(n: &Nemesis<'_>, index: usize, service: &str, down: Duration)
     let label = format!("{service} paused for {:.1} s", down.as_secs_f64());
     let injected_at = n.now();
     if let Err(e) = n.backend.signal(service, Signal::SIGSTOP).await {
-        return n.not_landed(index, label, service, format!("SIGSTOP not delivered: {e}"), FaultDetail::Pause { resumed_at: None });
+        return n.not_landed(
+            index,
+            label,
+            service,
+            format!("SIGSTOP not delivered: {e}"),
+            FaultDetail::Pause { resumed_at: None },
+        );
     }
     let stopped = wait_for_state(n, service, |s| s == 'T', Duration::from_secs(1)).await;
     tokio::time::sleep(down).await;
@@ -87,6 +103,8 @@ pub async fn pause(n: &Nemesis<'_>, index: usize, service: &str, down: Duration)
             if stopped { "/proc showed state T" } else { "state T never seen" },
             if resumed { "running again" } else { "still stopped" }
         ),
-        detail: FaultDetail::Pause { resumed_at: resumed.then_some(resumed_at) },
+        detail: FaultDetail::Pause {
+            resumed_at: resumed.then_some(resumed_at),
+        },
     }
 }

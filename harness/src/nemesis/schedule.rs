@@ -21,7 +21,8 @@ pub async fn run_schedule(n: &Nemesis<'_>, faults: &[FaultSpec]) {
         let log_start = log_size(n, &service);
         let records = run_one(n, index, spec).await;
         if let (Some(first), Some(excerpt)) = (records.first(), log_since(n, &service, log_start)) {
-            n.recorder.log_excerpt(format!("fault #{index}: {} ({service})", first.label), excerpt);
+            n.recorder
+                .log_excerpt(format!("fault #{index}: {} ({service})", first.label), excerpt);
         }
         for record in records {
             (n.announce)(format!(
@@ -37,7 +38,11 @@ pub async fn run_schedule(n: &Nemesis<'_>, faults: &[FaultSpec]) {
 }
 
 fn log_size(n: &Nemesis<'_>, service: &str) -> u64 {
-    n.backend.log_path(service).and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()).unwrap_or(0)
+    n.backend
+        .log_path(service)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .unwrap_or(0)
 }
 
 /// What the service printed since `from` (a byte offset), with a few lines of

@@ -35,7 +35,15 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
     let injected_at = n.now();
     let pid = match n.backend.signal(service, sig).await {
         Ok(pid) => pid,
-        Err(e) => return n.not_landed(index, label, service, format!("signal not delivered: {e}"), empty_detail(sig, in_flight, grace_ms)),
+        Err(e) => {
+            return n.not_landed(
+                index,
+                label,
+                service,
+                format!("signal not delivered: {e}"),
+                empty_detail(sig, in_flight, grace_ms),
+            );
+        }
     };
     let mut record = FaultRecord {
         index,
@@ -44,7 +52,10 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
         injected_at,
         healed_at: None,
         landed: true,
-        proof: format!("{} delivered to pid {pid} (kill(2) returned 0) with {in_flight} load requests in flight", sig.as_str()),
+        proof: format!(
+            "{} delivered to pid {pid} (kill(2) returned 0) with {in_flight} load requests in flight",
+            sig.as_str()
+        ),
         detail: empty_detail(sig, in_flight, grace_ms),
     };
     if terminating(sig) {
@@ -56,8 +67,15 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
         };
         let exited_at = n.exit_time(service, pid, injected_at);
         match (&exit, exited_at, killed_after_grace) {
-            (Some(e), Some(at), false) => record.proof.push_str(&format!("; exit observed {} ms later: {}", (at - injected_at) / 1000, e.describe())),
-            (_, _, true) => record.proof.push_str(&format!("; still running when the {} s grace period ended: killed with SIGKILL", grace.as_secs_f64())),
+            (Some(e), Some(at), false) => {
+                record
+                    .proof
+                    .push_str(&format!("; exit observed {} ms later: {}", (at - injected_at) / 1000, e.describe()))
+            }
+            (_, _, true) => record.proof.push_str(&format!(
+                "; still running when the {} s grace period ended: killed with SIGKILL",
+                grace.as_secs_f64()
+            )),
             _ => record.proof.push_str("; the exit could not be observed"),
         }
         let cleanup = observe_after_exit(n, service, before).await;
@@ -81,13 +99,21 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
         Signal::SIGSTOP => {
             let stopped = wait_for_state(n, service, |s| s == 'T', Duration::from_secs(1)).await;
             record.landed = stopped;
-            record.proof.push_str(if stopped { "; /proc shows the process stopped (state T)" } else { "; the process never showed state T" });
+            record.proof.push_str(if stopped {
+                "; /proc shows the process stopped (state T)"
+            } else {
+                "; the process never showed state T"
+            });
         }
         _ => {
             // A non-terminating signal landed if the process is still there to have handled it.
             let alive = n.backend.pid(service) == Some(pid);
             record.landed = alive;
-            record.proof.push_str(if alive { "; process still running after it" } else { "; process gone after it" });
+            record.proof.push_str(if alive {
+                "; process still running after it"
+            } else {
+                "; process gone after it"
+            });
         }
     }
     record

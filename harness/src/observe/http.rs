@@ -29,10 +29,23 @@ pub async fn get(client: &reqwest::Client, addr: SocketAddr, path: &str, header:
     match client.get(&url).send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
-            let header = header.and_then(|h| resp.headers().get(h)).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let header = header
+                .and_then(|h| resp.headers().get(h))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             match resp.text().await {
-                Ok(body) => Answer { status, error: TransportError::None, body, header },
-                Err(e) => Answer { status, error: classify(&e), body: String::new(), header },
+                Ok(body) => Answer {
+                    status,
+                    error: TransportError::None,
+                    body,
+                    header,
+                },
+                Err(e) => Answer {
+                    status,
+                    error: classify(&e),
+                    body: String::new(),
+                    header,
+                },
             }
         }
         Err(e) => Answer {

@@ -12,7 +12,11 @@ pub async fn client_addrs(addr: SocketAddr, password: Option<&str>) -> Result<Ve
     let fut = async {
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
         let mut conn = client.get_multiplexed_async_connection().await.map_err(|e| e.to_string())?;
-        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut conn).await.map_err(|e| e.to_string())?;
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(parse_client_list(&list))
     };
     tokio::time::timeout(Duration::from_secs(2), fut)

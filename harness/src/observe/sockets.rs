@@ -26,7 +26,12 @@ pub fn parse_proc_net_tcp(text: &str) -> Vec<TcpEntry> {
             let remote = parse_addr(f.get(2)?)?;
             let state = u8::from_str_radix(f.get(3)?, 16).ok()?;
             let inode = f.get(9)?.parse().ok()?;
-            Some(TcpEntry { local, remote, state, inode })
+            Some(TcpEntry {
+                local,
+                remote,
+                state,
+                inode,
+            })
         })
         .collect()
 }
@@ -40,7 +45,9 @@ fn parse_addr(hex: &str) -> Option<SocketAddr> {
 }
 
 pub fn all_tcp() -> Vec<TcpEntry> {
-    std::fs::read_to_string("/proc/net/tcp").map(|t| parse_proc_net_tcp(&t)).unwrap_or_default()
+    std::fs::read_to_string("/proc/net/tcp")
+        .map(|t| parse_proc_net_tcp(&t))
+        .unwrap_or_default()
 }
 
 /// Socket inodes held open by a process.

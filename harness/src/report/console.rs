@@ -34,8 +34,31 @@ pub fn render_console(report: &RunReport) -> String {
     let mut out = table(report);
     out.push('\n');
     summary(&mut out, report);
+    tasks_and_writes(&mut out, report);
     details(&mut out, report);
     out
+}
+
+/// Per scenario, the task tally and the acknowledged-write audit, where there were any.
+fn tasks_and_writes(out: &mut String, report: &RunReport) {
+    for scenario in &report.scenarios {
+        let redis = &scenario.history.redis;
+        if !redis.tasks.is_empty() {
+            let tally = crate::check::worker::TaskTally::of(&redis.tasks);
+            let _ = writeln!(out, "tasks:    {}: {}", scenario.name, tally.describe());
+        }
+        if let Some(audit) = &redis.audit {
+            let _ = writeln!(
+                out,
+                "writes:   {}: {} acknowledged, {} checked in {}, {} missing",
+                scenario.name,
+                redis.acknowledged.len(),
+                audit.checked,
+                audit.service,
+                audit.missing.len()
+            );
+        }
+    }
 }
 
 fn table(report: &RunReport) -> String {
@@ -97,21 +120,17 @@ fn summary(out: &mut String, report: &RunReport) {
     let _ = writeln!(out, "verdicts: {counts}");
     let status = report.status();
     if report.interrupted {
-        let _ = writeln!(out, "result:   interrupted before the end, {} so far (exit code 130)", status_word(status));
+        let _ = writeln!(
+            out,
+            "result:   interrupted before the end, {} so far (exit code 130)",
+            status_word(status)
+        );
     } else {
         let _ = writeln!(out, "result:   {} (exit code {})", status_word(status), status.code());
     }
-    let _ = writeln!(
-        out,
-        "stack:    {} ({})",
-        report.stack.name, report.stack.manifest
-    );
+    let _ = writeln!(out, "stack:    {} ({})", report.stack.name, report.stack.manifest);
     if !report.stack.breaks.is_empty() {
-        let _ = writeln!(
-            out,
-            "breaks:   {} (on purpose)",
-            report.stack.breaks.join(", ")
-        );
+        let _ = writeln!(out, "breaks:   {} (on purpose)", report.stack.breaks.join(", "));
     }
     let _ = writeln!(out, "seed:     {}", report.seed);
     let _ = writeln!(out, "run:      {}", report.run_id);
@@ -133,12 +152,7 @@ fn details(out: &mut String, report: &RunReport) {
     let mut any = false;
     for scenario in &report.scenarios {
         if let Some(error) = &scenario.error {
-            let _ = writeln!(
-                out,
-                "\ncould not run {}: {}",
-                scenario.name,
-                printable(error)
-            );
+            let _ = writeln!(out, "\ncould not run {}: {}", scenario.name, printable(error));
             any = true;
         }
         let bad = scenario
@@ -203,11 +217,7 @@ mod tests {
         report.scenarios[0].name = "a-very-long-scenario-name-that-goes-on".to_string();
         let table = table(&report);
         for line in table.lines() {
-            assert!(
-                line.chars().count() <= 120,
-                "{} columns: {line}",
-                line.chars().count()
-            );
+            assert!(line.chars().count() <= 120, "{} columns: {line}", line.chars().count());
         }
     }
 

@@ -49,14 +49,8 @@ mod tests {
         let verdicts = |r: &RunReport| r.all_verdicts().cloned().collect::<Vec<_>>();
         assert_eq!(verdicts(&back), verdicts(&report));
         assert_eq!(back.scenarios[1].error, report.scenarios[1].error);
-        assert_eq!(
-            back.scenarios[0].history.faults,
-            report.scenarios[0].history.faults
-        );
-        assert_eq!(
-            back.scenarios[0].history.requests,
-            report.scenarios[0].history.requests
-        );
+        assert_eq!(back.scenarios[0].history.faults, report.scenarios[0].history.faults);
+        assert_eq!(back.scenarios[0].history.requests, report.scenarios[0].history.requests);
     }
 
     #[test]
@@ -72,10 +66,7 @@ mod tests {
         let report = sample_report();
         let mut streamed = Vec::new();
         write_json(&report, &mut streamed).expect("writes");
-        assert_eq!(
-            String::from_utf8(streamed).expect("utf-8"),
-            render_json(&report).expect("renders")
-        );
+        assert_eq!(String::from_utf8(streamed).expect("utf-8"), render_json(&report).expect("renders"));
     }
 
     /// The schema is a contract with other tools: any change shows up here.

@@ -48,23 +48,11 @@ fn suite(report: &RunReport, scenario: &ScenarioResult) -> TestSuite {
             message: printable(first_line).into_owned(),
             cause: error.contains('\n').then(|| cdata_safe(error)),
         };
-        suite.add_testcase(case(
-            "scenario",
-            next_time(true),
-            result,
-            &classname,
-            scenario,
-        ));
+        suite.add_testcase(case("scenario", next_time(true), result, &classname, scenario));
     }
     for verdict in &scenario.verdicts {
         let time = next_time(verdict.outcome != Outcome::Skipped);
-        let mut testcase = case(
-            &verdict.requirement,
-            time,
-            result(verdict),
-            &classname,
-            scenario,
-        );
+        let mut testcase = case(&verdict.requirement, time, result(verdict), &classname, scenario);
         // A pass's evidence (which fault landed, what was measured) is part of
         // the proof, so it is kept where CI shows it.
         if verdict.outcome == Outcome::Pass {
@@ -76,13 +64,7 @@ fn suite(report: &RunReport, scenario: &ScenarioResult) -> TestSuite {
     suite
 }
 
-fn case(
-    name: &str,
-    time: Duration,
-    result: TestResult,
-    classname: &str,
-    scenario: &ScenarioResult,
-) -> TestCase {
+fn case(name: &str, time: Duration, result: TestResult, classname: &str, scenario: &ScenarioResult) -> TestCase {
     TestCase {
         name: printable(name).into_owned(),
         time,
@@ -95,11 +77,7 @@ fn case(
 }
 
 fn result(verdict: &Verdict) -> TestResult {
-    let message = printable(&format!(
-        "measured: {}; expected: {}",
-        verdict.measured, verdict.expected
-    ))
-    .into_owned();
+    let message = printable(&format!("measured: {}; expected: {}", verdict.measured, verdict.expected)).into_owned();
     let cause = failure_text(verdict);
     match verdict.outcome {
         Outcome::Pass => TestResult::Success,
@@ -135,10 +113,7 @@ fn failure_text(verdict: &Verdict) -> Option<String> {
 }
 
 fn pass_details(verdict: &Verdict) -> String {
-    let mut text = format!(
-        "measured: {}\nexpected: {}\n",
-        verdict.measured, verdict.expected
-    );
+    let mut text = format!("measured: {}\nexpected: {}\n", verdict.measured, verdict.expected);
     if let Some(reading) = &verdict.reading {
         let _ = writeln!(text, "reading: {reading}");
     }
@@ -155,17 +130,9 @@ fn suite_details(report: &RunReport, scenario: &ScenarioResult) -> String {
     if !scenario.description.is_empty() {
         let _ = writeln!(text, "description: {}", scenario.description);
     }
-    let _ = writeln!(
-        text,
-        "stack: {} ({})",
-        report.stack.name, report.stack.manifest
-    );
+    let _ = writeln!(text, "stack: {} ({})", report.stack.name, report.stack.manifest);
     if !report.stack.breaks.is_empty() {
-        let _ = writeln!(
-            text,
-            "breaks on purpose: {}",
-            report.stack.breaks.join(", ")
-        );
+        let _ = writeln!(text, "breaks on purpose: {}", report.stack.breaks.join(", "));
     }
     let _ = writeln!(text, "seed: {}", report.seed);
     let _ = writeln!(text, "run: {}", report.run_id);
@@ -179,22 +146,14 @@ fn suite_details(report: &RunReport, scenario: &ScenarioResult) -> String {
         let _ = writeln!(text, "{}", fault_line(fault));
     }
     for finding in &scenario.history.findings {
-        let _ = writeln!(
-            text,
-            "finding {}: {}: {}",
-            finding.id, finding.title, finding.evidence
-        );
+        let _ = writeln!(text, "finding {}: {}: {}", finding.id, finding.title, finding.evidence);
     }
     let _ = writeln!(text, "reproduce: {}", report.reproduce);
     text
 }
 
 fn fault_line(fault: &FaultRecord) -> String {
-    let landed = if fault.landed {
-        "landed"
-    } else {
-        "NOT proven to land"
-    };
+    let landed = if fault.landed { "landed" } else { "NOT proven to land" };
     format!(
         "fault #{} {} at {:.3} s: {landed} ({})",
         fault.index,
@@ -205,8 +164,7 @@ fn fault_line(fault: &FaultRecord) -> String {
 }
 
 fn run_start(unix_ms: u64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// The scenario's duration shared in whole milliseconds among its timed
@@ -214,12 +172,7 @@ fn run_start(unix_ms: u64) -> OffsetDateTime {
 /// the scenario's. Verdicts are judged after the run, so a per-verdict time
 /// does not exist; an even split is the honest approximation.
 fn split_time(scenario: &ScenarioResult) -> Vec<Duration> {
-    let timed = usize::from(scenario.error.is_some())
-        + scenario
-            .verdicts
-            .iter()
-            .filter(|v| v.outcome != Outcome::Skipped)
-            .count();
+    let timed = usize::from(scenario.error.is_some()) + scenario.verdicts.iter().filter(|v| v.outcome != Outcome::Skipped).count();
     let Some(count) = u64::try_from(timed).ok().filter(|&n| n > 0) else {
         return Vec::new();
     };
@@ -259,9 +212,7 @@ mod tests {
         let mut rest = xml;
         while let Some(start) = rest.find("<![CDATA[") {
             out.push_str(&rest[..start]);
-            let end = rest[start..]
-                .find("]]>")
-                .map_or(rest.len(), |len| start + len + 3);
+            let end = rest[start..].find("]]>").map_or(rest.len(), |len| start + len + 3);
             rest = &rest[end..];
         }
         out.push_str(rest);
@@ -280,11 +231,7 @@ mod tests {
         let xml = render_junit(&report).expect("renders");
         let count = |needle: &str| xml.matches(needle).count();
         let outcomes = report.counts();
-        let errors = report
-            .scenarios
-            .iter()
-            .filter(|s| s.error.is_some())
-            .count();
+        let errors = report.scenarios.iter().filter(|s| s.error.is_some()).count();
         assert_eq!(count("<testsuite "), report.scenarios.len());
         assert_eq!(count("<testcase "), report.all_verdicts().count() + errors);
         assert_eq!(count("<failure "), outcomes[1].1);
@@ -306,9 +253,7 @@ mod tests {
         for (i, _) in markup.match_indices('&') {
             let entity = &markup[i..markup.len().min(i + 6)];
             assert!(
-                ["&lt;", "&gt;", "&amp;", "&quot;", "&apos;"]
-                    .iter()
-                    .any(|e| entity.starts_with(e)),
+                ["&lt;", "&gt;", "&amp;", "&quot;", "&apos;"].iter().any(|e| entity.starts_with(e)),
                 "bare & in markup: {entity}"
             );
         }
@@ -333,10 +278,6 @@ mod tests {
         let scenario = &report.scenarios[0];
         let total: Duration = split_time(scenario).into_iter().sum();
         assert_eq!(total, Duration::milliseconds(41_500));
-        assert_eq!(
-            split_time(scenario).len(),
-            3,
-            "skipped verdicts take no time"
-        );
+        assert_eq!(split_time(scenario).len(), 3, "skipped verdicts take no time");
     }
 }

@@ -87,15 +87,10 @@ mod tests {
 
     #[test]
     fn io_errors_name_the_file() {
-        let file =
-            std::env::temp_dir().join(format!("chaosgate-report-file-{}", std::process::id()));
+        let file = std::env::temp_dir().join(format!("chaosgate-report-file-{}", std::process::id()));
         fs::write(&file, "not a directory").expect("setup");
-        let err =
-            write_all(&sample_report(), &file.join("sub")).expect_err("cannot create under a file");
-        assert!(
-            err.to_string().contains(&file.display().to_string()),
-            "{err}"
-        );
+        let err = write_all(&sample_report(), &file.join("sub")).expect_err("cannot create under a file");
+        assert!(err.to_string().contains(&file.display().to_string()), "{err}");
         fs::remove_file(&file).expect("cleans up");
     }
 }

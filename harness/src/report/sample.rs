@@ -4,8 +4,8 @@
 
 use crate::check::verdict::{Outcome, Verdict};
 use crate::history::{
-    ExitInfo, FaultDetail, FaultRecord, Finding, History, ProbeKind, ProbeSample, RequestRecord,
-    ServiceEvent, ServiceEventKind, TransportError,
+    ExitInfo, FaultDetail, FaultRecord, Finding, History, ProbeKind, ProbeSample, RequestRecord, ServiceEvent, ServiceEventKind,
+    TransportError,
 };
 use crate::report::model::{RUN_SCHEMA_VERSION, RunReport, ScenarioResult, StackInfo};
 
@@ -168,9 +168,7 @@ fn redis_outage() -> ScenarioResult {
         duration_ms: 5_750,
         healthy_after_ms: None,
         verdicts: Vec::new(),
-        error: Some(
-            "stack never became healthy: app not ready after 5 s (last /ready: 503)".to_string(),
-        ),
+        error: Some("stack never became healthy: app not ready after 5 s (last /ready: 503)".to_string()),
         history: History::default(),
     }
 }

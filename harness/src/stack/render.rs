@@ -154,7 +154,10 @@ impl StackPlan {
                 secrets,
                 run_dir: run_dir.display().to_string(),
                 // Absolute: commands run in the service's own directory.
-                manifest_dir: std::fs::canonicalize(&manifest.dir).unwrap_or_else(|_| manifest.dir.clone()).display().to_string(),
+                manifest_dir: std::fs::canonicalize(&manifest.dir)
+                    .unwrap_or_else(|_| manifest.dir.clone())
+                    .display()
+                    .to_string(),
                 service_dir: String::new(),
                 settings,
             },
@@ -179,7 +182,12 @@ impl StackPlan {
                 plan.render_file(&s.name, template, &dir.join(dest), &BTreeMap::new())?;
             }
             if let Some(reload) = s.config.as_ref().and_then(|c| c.reload.as_ref()) {
-                plan.render_file(&s.name, &manifest.dir.join(&reload.template), &dir.join(&reload.file), &BTreeMap::new())?;
+                plan.render_file(
+                    &s.name,
+                    &manifest.dir.join(&reload.template),
+                    &dir.join(&reload.file),
+                    &BTreeMap::new(),
+                )?;
             }
             plan.services.push(ServicePlan {
                 name: s.name.clone(),
@@ -210,12 +218,18 @@ impl StackPlan {
         dest: &Path,
         setting_overrides: &BTreeMap<String, String>,
     ) -> Result<(), RenderError> {
-        let source = std::fs::read_to_string(template).map_err(|source| RenderError::Io { path: template.to_path_buf(), source })?;
+        let source = std::fs::read_to_string(template).map_err(|source| RenderError::Io {
+            path: template.to_path_buf(),
+            source,
+        })?;
         let dir = self.run_dir.join(service);
         let mut ctx = self.context_for(&dir);
         ctx.settings.extend(setting_overrides.clone());
         let text = render_str(&strict_env(), &source, &ctx, &template.display().to_string())?;
-        std::fs::write(dest, text).map_err(|source| RenderError::Io { path: dest.to_path_buf(), source })
+        std::fs::write(dest, text).map_err(|source| RenderError::Io {
+            path: dest.to_path_buf(),
+            source,
+        })
     }
 
     pub fn service(&self, name: &str) -> Option<&ServicePlan> {
