@@ -68,12 +68,57 @@ pub enum RenderError {
     Certs(#[from] super::certs::CertError),
 }
 
-/// Ask the kernel for a free port on loopback. The port is released before the
-/// service binds it; the window is small and the ports are random.
-pub fn free_port() -> Result<u16, RenderError> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(RenderError::NoPort)?;
-    let port = listener.local_addr().map_err(RenderError::NoPort)?.port();
-    Ok(port)
+/// Picks free loopback ports for a run's services.
+///
+/// Ports come from below the kernel's ephemeral range, so no outgoing
+/// connection (a Redis client, the load generator) can be handed the same
+/// port between the pick and the service's bind; and each picked port stays
+/// bound until the whole plan is allocated, so two services never get the same
+/// one (two bind(0) in a row may return the same port once the first is closed).
+pub struct PortPicker {
+    held: Vec<TcpListener>,
+    range: std::ops::Range<u16>,
+    rng: fastrand::Rng,
+}
+
+impl PortPicker {
+    pub fn new() -> Self {
+        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse::<u16>().ok()))
+            .unwrap_or(32768);
+        // Below the ephemeral range, above the well-known and common service ports.
+        let range = if low > 12_000 { 10_000..low } else { 0..0 };
+        Self {
+            held: Vec::new(),
+            range,
+            rng: fastrand::Rng::new(),
+        }
+    }
+
+    pub fn pick(&mut self) -> Result<u16, RenderError> {
+        for _ in 0..200 {
+            if self.range.is_empty() {
+                break;
+            }
+            let port = self.rng.u16(self.range.clone());
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+                self.held.push(listener);
+                return Ok(port);
+            }
+        }
+        // Fall back on the kernel's choice.
+        let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(RenderError::NoPort)?;
+        let port = listener.local_addr().map_err(RenderError::NoPort)?.port();
+        self.held.push(listener);
+        Ok(port)
+    }
+}
+
+impl Default for PortPicker {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 fn random_secret(len: usize, rng: &mut fastrand::Rng) -> String {
@@ -111,13 +156,16 @@ impl StackPlan {
         // Services run in their own directories: every path they get must be absolute.
         let run_dir = &absolute(run_dir);
         let mut ports = BTreeMap::new();
+        let mut picker = PortPicker::new();
         for s in &manifest.services {
             let mut named = BTreeMap::new();
             for p in &s.ports {
-                named.insert(p.clone(), free_port()?);
+                named.insert(p.clone(), picker.pick()?);
             }
             ports.insert(s.name.clone(), named);
         }
+        // Released here, just before the services are started.
+        drop(picker);
         // Secrets come from their own generator: the scenario seed must not make them guessable.
         let mut rng = fastrand::Rng::with_seed(secret_seed);
         let secrets = manifest
@@ -249,4 +297,25 @@ impl StackPlan {
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::PortPicker;
+    use std::collections::HashSet;
+
+    #[test]
+    fn picked_ports_are_distinct_and_below_the_ephemeral_range() {
+        let mut picker = PortPicker::new();
+        let ports: Vec<u16> = (0..50).map(|_| picker.pick().expect("a port")).collect();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        if !picker.range.is_empty() {
+            assert!(
+                ports.iter().all(|p| picker.range.contains(p)),
+                "{ports:?} outside {:?}",
+                picker.range
+            );
+        }
+    }
 }
