@@ -53,6 +53,13 @@ pub enum Command {
         #[arg(long, default_value = "fixtures/stacks/reference")]
         stack: PathBuf,
     },
+    /// Set two runs side by side: verdicts and task-worker behaviour that differ, per scenario.
+    Compare {
+        /// A run directory (reports/<run-id>) or its run.json.
+        a: PathBuf,
+        /// The other run.
+        b: PathBuf,
+    },
     /// Stop what earlier runs left running (killed runs, and runs kept with --keep).
     Clean {
         /// Only this run.

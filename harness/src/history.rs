@@ -197,6 +197,10 @@ pub enum FaultDetail {
         /// Whether the harness had to SIGKILL it at the end of the grace.
         killed_after_grace: bool,
         cleanup: Option<CleanupObservation>,
+        /// Whether `signal` is the service's declared graceful stop (`stop_signal`
+        /// in the manifest; TERM unless it says otherwise). The GS-* checks judge these.
+        #[serde(default)]
+        declared_stop: bool,
     },
     /// A process (re)started with deliberately bad configuration.
     BadConfigStart {
@@ -416,6 +420,67 @@ pub struct History {
     /// What the declared Redis said about itself, and the audit of acknowledged writes.
     #[serde(default)]
     pub redis: RedisRecord,
+    /// The stack's alerts as its monitoring (Prometheus's HTTP API) reported them.
+    #[serde(default, skip_serializing_if = "MonitoringRecord::is_empty")]
+    pub monitoring: MonitoringRecord,
+}
+
+/// What the stack declares about its alerting, and samples of its alerts' states.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitoringRecord {
+    /// Requirement ID -> declared alert; `None` when the stack declares no `[monitoring]`.
+    pub declared: Option<std::collections::BTreeMap<String, DeclaredAlert>>,
+    /// The monitoring service and its API address.
+    #[serde(default)]
+    pub source: String,
+    /// Names of the alerting rules the monitoring had loaded (first answer), if it answered.
+    #[serde(default)]
+    pub rules_loaded: Option<Vec<String>>,
+    #[serde(default)]
+    pub samples: Vec<AlertSample>,
+}
+
+impl MonitoringRecord {
+    pub fn is_empty(&self) -> bool {
+        self.declared.is_none() && self.samples.is_empty()
+    }
+}
+
+/// An alert the stack declares for a requirement, and the query recorded beside it.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredAlert {
+    pub alert: String,
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+/// One look at the monitoring's alerting rules.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSample {
+    pub at: Micros,
+    /// Names of every alert firing.
+    pub firing: Vec<String>,
+    /// Declared alert name -> its rule's state ("firing", "pending", "inactive")
+    /// and when its group was last evaluated (run clock).
+    pub rules: std::collections::BTreeMap<String, RuleState>,
+    /// Requirement ID -> value of its declared query (absent: no result).
+    pub values: std::collections::BTreeMap<String, f64>,
+    /// Why the monitoring could not be read, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleState {
+    pub state: String,
+    /// When the rule's group last evaluated, on the run clock (None: never).
+    pub evaluated_at: Option<Micros>,
+}
+
+impl AlertSample {
+    pub fn is_firing(&self, alert: &str) -> bool {
+        self.firing.iter().any(|a| a == alert)
+    }
 }
 
 /// Redis observations: its configuration and persistence state, whether it
@@ -439,6 +504,40 @@ pub struct RedisRecord {
     /// The worker's declared visibility timeout.
     #[serde(default)]
     pub visibility_timeout_ms: Option<u64>,
+    /// What the tasks said ran them (`worker` in their events: "celery", "refstack", ...).
+    #[serde(default)]
+    pub worker_kind: Option<String>,
+    /// Where each task that never finished was found in Redis at the end.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lost_whereabouts: std::collections::BTreeMap<String, LostWhere>,
+}
+
+/// Where an unfinished task was at the end of the run: the difference between
+/// "still to come", "awaiting redelivery" and "gone".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LostWhere {
+    /// Still in one of the queue's lists.
+    Queued,
+    /// In the unacknowledged hash: delivered, to be redelivered after the visibility timeout.
+    Unacknowledged,
+    /// Started (its start event is there), never finished, and in neither place.
+    StartedNeverFinished,
+    /// In no list, not unacknowledged, never started: taken from the queue
+    /// and lost in delivery (popped, but the reply never reached the worker or
+    /// the worker died before recording it as unacknowledged).
+    TakenNeverRun,
+}
+
+impl LostWhere {
+    pub fn describe(self) -> &'static str {
+        match self {
+            LostWhere::Queued => "still queued",
+            LostWhere::Unacknowledged => "delivered, unacknowledged (awaits the visibility timeout)",
+            LostWhere::StartedNeverFinished => "started, never finished, in no queue",
+            LostWhere::TakenNeverRun => "taken from the queue and never run (in no list, not unacknowledged)",
+        }
+    }
 }
 
 /// One task: enqueued (2xx from the enqueue endpoint), started, finished.
@@ -461,6 +560,10 @@ pub struct QueueSample {
     pub total: u64,
     /// LLEN of the queue's base list alone (what `LLEN celery` shows).
     pub base_list: u64,
+    /// Delivered but not yet acknowledged (HLEN of kombu's `unacked` hash):
+    /// running tasks plus those the worker prefetched.
+    #[serde(default)]
+    pub reserved: Option<u64>,
 }
 
 /// One look at a Redis service (CONFIG GET, INFO persistence, an unauthenticated PING).
@@ -661,6 +764,27 @@ impl Recorder {
 
     pub fn finding(&self, finding: Finding) {
         self.with(|h| h.findings.push(finding));
+    }
+
+    /// What the stack declares about its alerting (before any sample).
+    pub fn monitoring_declared(&self, source: String, declared: std::collections::BTreeMap<String, DeclaredAlert>) {
+        self.with(|h| {
+            h.monitoring.source = source;
+            h.monitoring.declared = Some(declared);
+        });
+    }
+
+    pub fn rules_loaded(&self, names: Vec<String>) {
+        self.with(|h| h.monitoring.rules_loaded = Some(names));
+    }
+
+    pub fn alert_sample(&self, sample: AlertSample) {
+        self.with(|h| h.monitoring.samples.push(sample));
+    }
+
+    /// Alert samples taken at or after `from` (the nemesis waits on these).
+    pub fn alert_samples_since(&self, from: Micros) -> Vec<AlertSample> {
+        self.with(|h| h.monitoring.samples.iter().filter(|s| s.at >= from).cloned().collect())
     }
 
     pub fn load_window(&self, from: Micros, to: Micros) {

@@ -55,6 +55,16 @@ fn main() -> ExitCode {
             }
             Err(e) => input_error(&e),
         },
+        Command::Compare { a, b } => {
+            use report::compare::{load_run, render, run_name};
+            match (load_run(&a), load_run(&b)) {
+                (Ok(ra), Ok(rb)) => {
+                    print!("{}", render(&ra, &run_name(&a), &rb, &run_name(&b)));
+                    ExitCode::SUCCESS
+                }
+                (Err(e), _) | (_, Err(e)) => input_error(&e),
+            }
+        }
         Command::Clean { run } => {
             let reaped = reaper::reap_orphans(true, run.as_deref());
             for p in &reaped.processes {

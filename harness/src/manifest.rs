@@ -27,6 +27,44 @@ pub struct Manifest {
     pub mutant: Option<MutantSection>,
     /// Where the stack terminates TLS, if it does: test certificates are generated for it.
     pub tls: Option<TlsSection>,
+    /// Where the stack's alerts live, and which alert implements which requirement.
+    pub monitoring: Option<MonitoringSection>,
+}
+
+/// `[monitoring]`: the service whose Prometheus HTTP API serves the stack's
+/// alerts (`/api/v1/alerts`, `/api/v1/rules`, `/api/v1/query`), and the alert
+/// that implements each requirement of section 5 of the standard.
+#[derive(Debug, Clone)]
+pub struct MonitoringSection {
+    pub service: String,
+    /// A name from the service's `ports`.
+    pub port: String,
+    /// Requirement ID (`AL-CERT`) -> its alert.
+    pub alerts: BTreeMap<String, AlertDecl>,
+}
+
+/// `AL-CERT = { alert = "CertificateExpiringSoon", query = "..." }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = r#"{ alert = "<alert name>" } with an optional query = "<PromQL>""#
+)]
+pub struct AlertDecl {
+    /// The `alertname` Prometheus reports.
+    pub alert: String,
+    /// A PromQL expression the harness records beside the alert's state (for
+    /// AL-CERT: the served certificate's days left, as the monitoring sees it).
+    #[serde(default)]
+    pub query: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [monitoring] table")]
+struct RawMonitoring {
+    service: Spanned<String>,
+    port: Spanned<String>,
+    #[serde(default)]
+    alerts: BTreeMap<String, Spanned<AlertDecl>>,
 }
 
 /// `[tls]`: the service that terminates TLS. The harness generates a CA and
@@ -264,6 +302,25 @@ pub struct Service {
     pub writes: Vec<WriteDecl>,
     /// What the CW-* and GS-WORKER checks need to know about a task worker.
     pub worker: Option<WorkerDecl>,
+    /// The signal that asks the service to stop gracefully (`stop_signal`,
+    /// default TERM; nginx's is QUIT): what the harness sends when it stops
+    /// the service, and what a fault with `signal = "stop_signal"` sends.
+    pub stop_signal: nix::sys::signal::Signal,
+}
+
+/// Parse a declared graceful-stop signal: a signal name the service can catch.
+fn parse_stop_signal(name: &str) -> Result<nix::sys::signal::Signal, String> {
+    use nix::sys::signal::Signal;
+    match Signal::from_str_lenient(name) {
+        None => Err(format!(
+            "expected a signal name such as \"TERM\" or \"QUIT\" (the service's graceful stop), got `{name}`"
+        )),
+        Some(sig @ (Signal::SIGKILL | Signal::SIGSTOP)) => Err(format!(
+            "expected a signal the service can handle, such as \"TERM\" or \"QUIT\"; {} cannot be caught, so it is no graceful stop",
+            sig.as_str()
+        )),
+        Some(sig) => Ok(sig),
+    }
 }
 
 /// `[services.<worker>.worker]`: the broker queue, how tasks are enqueued,
@@ -282,6 +339,13 @@ pub struct WorkerDecl {
     pub events_key: String,
     /// After this long an unacknowledged task is delivered again.
     pub visibility_timeout_s: f64,
+    /// The Redis hash of delivered, unacknowledged messages (kombu's default: "unacked").
+    #[serde(default = "default_unacked_key")]
+    pub unacked_key: String,
+}
+
+fn default_unacked_key() -> String {
+    "unacked".into()
 }
 
 fn default_queue() -> String {
@@ -508,6 +572,8 @@ struct RawManifest {
     services: BTreeMap<String, Spanned<RawService>>,
     #[serde(default)]
     tls: Option<Spanned<TlsSection>>,
+    #[serde(default)]
+    monitoring: Option<RawMonitoring>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -540,6 +606,9 @@ struct RawService {
     writes: Vec<WriteDecl>,
     #[serde(default)]
     worker: Option<WorkerDecl>,
+    /// The graceful-stop signal ("TERM" when absent).
+    #[serde(default)]
+    stop_signal: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -573,6 +642,9 @@ struct RawServiceOverlay {
     /// How to get that command, shown by `doctor`.
     #[serde(default)]
     install: Option<String>,
+    /// The graceful-stop signal replaced.
+    #[serde(default)]
+    stop_signal: Option<Spanned<String>>,
 }
 
 /// Read and validate a manifest. `path` may be a file or a directory holding `stack.toml`.
@@ -645,6 +717,18 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         }
         if let Some(install) = &overlay.install {
             service.install = Some(install.clone());
+        }
+        if let Some(sig) = &overlay.stop_signal {
+            match parse_stop_signal(sig.get_ref()) {
+                Ok(parsed) => service.stop_signal = parsed,
+                Err(msg) => errors.push(InputError::at(
+                    file,
+                    source,
+                    Some(sig.span()),
+                    &format!("services.{name}.stop_signal"),
+                    msg,
+                )),
+            }
         }
     }
     for id in raw.mutant.iter().flat_map(|m| &m.breaks) {
@@ -778,6 +862,11 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                 ));
             }
         }
+        if let Some(sig) = &s.stop_signal
+            && let Err(msg) = parse_stop_signal(sig.get_ref())
+        {
+            errors.push(err(sig.span(), format!("services.{name}.stop_signal"), msg));
+        }
         if let Some(config) = &s.config {
             if let Some(d) = &config.validate_deadline_s
                 && !(d.get_ref().is_finite() && *d.get_ref() > 0.0)
@@ -820,6 +909,43 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                 format!("port `{}` is not in the ports of `{}`", t.port, t.service),
             )),
             Some(_) => {}
+        }
+    }
+    if let Some(m) = &raw.monitoring {
+        match raw.services.get(m.service.get_ref()) {
+            None => errors.push(err(
+                m.service.span(),
+                "monitoring.service".into(),
+                format!("no service named `{}` (services: {})", m.service.get_ref(), join(&names)),
+            )),
+            Some(svc) if !svc.get_ref().ports.contains(m.port.get_ref()) => errors.push(err(
+                m.port.span(),
+                "monitoring.port".into(),
+                format!(
+                    "port `{}` is not in the ports of `{}` ({})",
+                    m.port.get_ref(),
+                    m.service.get_ref(),
+                    svc.get_ref().ports.join(", ")
+                ),
+            )),
+            Some(_) => {}
+        }
+        for (id, decl) in &m.alerts {
+            if !crate::requirements::is_known(id) {
+                errors.push(err(
+                    decl.span(),
+                    format!("monitoring.alerts.{id}"),
+                    format!(
+                        "expected a requirement ID as the key (`AL-CERT`, ...); `{id}` is not one, see `chaosgate list --requirements`"
+                    ),
+                ));
+            } else if decl.get_ref().alert.trim().is_empty() {
+                errors.push(err(
+                    decl.span(),
+                    format!("monitoring.alerts.{id}.alert"),
+                    "expected the name of an alert (its `alertname`), got an empty string".into(),
+                ));
+            }
         }
     }
     let order = match start_order(&raw.services) {
@@ -867,6 +993,11 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                 metrics: s.metrics.as_ref().map(|m| m.get_ref().clone()),
                 writes: s.writes.clone(),
                 worker: s.worker.clone(),
+                stop_signal: s
+                    .stop_signal
+                    .as_ref()
+                    .and_then(|sig| parse_stop_signal(sig.get_ref()).ok())
+                    .unwrap_or(nix::sys::signal::Signal::SIGTERM),
             }
         })
         .collect();
@@ -879,6 +1010,11 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         services,
         mutant: None,
         tls: raw.tls.map(Spanned::into_inner),
+        monitoring: raw.monitoring.map(|m| MonitoringSection {
+            service: m.service.into_inner(),
+            port: m.port.into_inner(),
+            alerts: m.alerts.into_iter().map(|(id, d)| (id, d.into_inner())).collect(),
+        }),
     })
 }
 

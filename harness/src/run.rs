@@ -294,6 +294,7 @@ pub async fn run_scenario(
         verdicts: Vec::new(),
         error: None,
         logs: Default::default(),
+        worker: None,
         history: Default::default(),
     };
     let plan = match StackPlan::render(manifest, &run_dir.join(&scenario.name), fastrand::u64(..)) {
@@ -352,6 +353,7 @@ pub async fn run_scenario(
     }
     result.history = recorder.take_history();
     result.logs = recorder.take_log_excerpts();
+    result.worker = crate::check::worker_profile::WorkerProfile::of(&result.history);
     result.duration_ms = started.elapsed().as_millis() as u64;
     if result.error.is_none() {
         let input = CheckInput {
@@ -394,13 +396,16 @@ async fn scenario_body(
     display.line(format!("stack healthy after {} ms", healthy.as_millis()));
     let prober = health_target(manifest, scenario, backend)
         .map(|t| HealthProber::start(t, Duration::from_millis(scenario.probes.interval_ms), recorder.clone()));
+    // The stack's alerts, when it declares where they live (AL-* checks, and the nemesis waits on them).
+    let alerts = crate::observe::prometheus::AlertWatcher::start(manifest, backend, recorder.clone(), Duration::from_millis(200));
     let base_url = load_base_url(manifest, scenario, backend).unwrap_or_default();
     let shared = Arc::new(LoadShared::new(
         &scenario.load,
         seed,
         manifest.stack.version_header.clone(),
         recorder.clone(),
-    ));
+    )
+    .with_task_endpoint(manifest.services.iter().find_map(|s| s.worker.as_ref()).map(|w| w.enqueue.path.as_str())));
     let load =
         LoadHandle::start(&scenario.load, &base_url, shared.clone()).map_err(|e| StackError::Io(std::io::Error::other(e.to_string())))?;
     display.line(format!("load: {} users against {base_url}", scenario.load.users));
@@ -433,6 +438,9 @@ async fn scenario_body(
     load.stop().await;
     if let Some(p) = prober {
         p.stop();
+    }
+    if let Some(a) = alerts {
+        a.stop().await;
     }
     if scenario
         .covers

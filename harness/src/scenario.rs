@@ -209,7 +209,8 @@ pub struct FaultSpec {
     pub action: FaultAction,
     /// Role or service name.
     pub target: String,
-    /// For `signal` and `outage`: the signal ("TERM", "KILL", "HUP", "STOP", ...).
+    /// For `signal` and `outage`: the signal ("TERM", "KILL", "HUP", "STOP", ...),
+    /// or [`STOP_SIGNAL`]: the one the target declares as its graceful stop.
     pub signal: Option<String>,
     /// Seconds after the previous fault ended (or the warm-up) before this one fires.
     pub after_s: f64,
@@ -282,6 +283,11 @@ impl RawFault {
         }
     }
 }
+
+/// `signal = "stop_signal"`: the graceful-stop signal the target declares in
+/// the manifest (`stop_signal`, TERM by default; nginx's QUIT). Not "stop",
+/// which already means SIGSTOP.
+pub const STOP_SIGNAL: &str = "stop_signal";
 
 fn default_when_timeout_spanned() -> Spanned<f64> {
     Spanned::new(0..0, 10.0)
@@ -365,6 +371,9 @@ pub struct Settings {
     /// CF-HOT: the new value must be in effect within this.
     #[serde(default = "d_reload")]
     pub reload_deadline_ms: u64,
+    /// AL-*: an alert must fire (or resolve) this soon after its condition starts (or ends).
+    #[serde(default = "d_alert")]
+    pub alert_deadline_ms: u64,
 }
 
 fn d_min_in_flight() -> u32 {
@@ -387,6 +396,9 @@ fn d_cleanup() -> u64 {
 }
 fn d_reload() -> u64 {
     3000
+}
+fn d_alert() -> u64 {
+    20_000
 }
 
 impl Default for Settings {
@@ -450,12 +462,12 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
         let field = |name: &str| format!("fault[{i}].{name}");
         let needs_signal = matches!(spec.action, FaultAction::Signal | FaultAction::Outage);
         match &spec.signal {
-            Some(sig) if nix::sys::signal::Signal::from_str_lenient(sig.get_ref()).is_none() => {
+            Some(sig) if sig.get_ref() != STOP_SIGNAL && nix::sys::signal::Signal::from_str_lenient(sig.get_ref()).is_none() => {
                 errors.push(err(
                     sig.span(),
                     &field("signal"),
                     format!(
-                        "expected a signal name (TERM, KILL, HUP, STOP, CONT, INT, QUIT), got `{}`",
+                        "expected a signal name (TERM, KILL, HUP, STOP, CONT, INT, QUIT), got `{}`; or \"{STOP_SIGNAL}\" for the stop signal the target declares",
                         sig.get_ref()
                     ),
                 ));

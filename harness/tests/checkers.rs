@@ -203,6 +203,8 @@ fn signal_fault(
             grace_ms: GRACE_MS,
             killed_after_grace: killed,
             cleanup,
+            // Judged as a SIGTERM to the probed service, not as a declared stop.
+            declared_stop: false,
         },
     }
 }

@@ -168,6 +168,7 @@ fn sigterm_drain() -> ScenarioResult {
             grace_ms: 5_000,
             killed_after_grace: false,
             cleanup: Some(CleanupObservation::default()),
+            declared_stop: true,
         },
     };
     let verdicts = vec![
@@ -207,6 +208,7 @@ fn sigterm_drain() -> ScenarioResult {
     ];
     ScenarioResult {
         logs: Default::default(),
+        worker: None,
         name: "sigterm-drain".to_string(),
         file: "scenarios/sigterm-drain.toml".to_string(),
         description: "SIGTERM to the app with at least 8 slow requests in flight".to_string(),
@@ -263,6 +265,7 @@ fn config_reload() -> ScenarioResult {
     };
     ScenarioResult {
         logs: Default::default(),
+        worker: None,
         name: "config".to_string(),
         file: "scenarios/config.toml".to_string(),
         description: "configuration from the environment".to_string(),

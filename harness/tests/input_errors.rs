@@ -189,7 +189,7 @@ fn scenario_error_messages() {
     8,
     11,
     "services.scheduler",
-    "the base manifest has no service named `scheduler` (it has: redis, worker, app, app2, nginx)"
+    "the base manifest has no service named `scheduler` (it has: blackbox, redis, worker, app, app2, nginx, prometheus)"
 )]
 #[case::overlay_extends_a_missing_file(
     "overlay-missing-base",
@@ -316,7 +316,7 @@ fn every_shipped_stack_manifest_loads() {
 fn the_reference_stack_lists_services_in_dependency_order() {
     let m = manifest::load(Path::new(REFERENCE)).unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = m.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["redis", "worker", "app", "app2", "nginx"]);
+    assert_eq!(names, ["blackbox", "redis", "worker", "app", "app2", "nginx", "prometheus"]);
     for (i, s) in m.services.iter().enumerate() {
         for dep in &s.depends_on {
             assert!(names[..i].contains(&dep.as_str()), "{} starts before its dependency {dep}", s.name);
@@ -354,7 +354,12 @@ fn every_mutant_breaks_known_requirements() {
         }
         assert_eq!(m.file, dir.join("stack.toml"));
         let names: Vec<&str> = m.services.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["redis", "worker", "app", "app2", "nginx"], "{}", dir.display());
+        assert_eq!(
+            names,
+            ["blackbox", "redis", "worker", "app", "app2", "nginx", "prometheus"],
+            "{}",
+            dir.display()
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! Checkers: pure functions from a history to verdicts, one module per spec section.
 
+pub mod alerts;
 pub mod config;
 pub mod health;
 pub mod nginx;
@@ -8,6 +9,7 @@ pub mod shutdown;
 pub mod tls;
 pub mod verdict;
 pub mod worker;
+pub mod worker_profile;
 
 use crate::history::{FaultDetail, FaultRecord, History, Micros};
 use crate::scenario::Settings;
@@ -46,6 +48,7 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("NX-CACHE", nginx::nx_cache),
     ("NX-RELOAD", nginx::nx_reload),
     ("TLS-EXPIRY", tls::tls_expiry),
+    ("AL-CERT", alerts::al_cert),
     ("RD-AOF", redis::rd_aof),
     ("RD-RDB", redis::rd_rdb),
     ("RD-MAXMEM", redis::rd_maxmem),

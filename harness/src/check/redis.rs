@@ -272,6 +272,7 @@ fn tasks_part(h: &History) -> Verdict {
             format!("tasks: {} accepted tasks never done: {}", tally.lost.len(), tally.describe()),
             expected,
         )
+        .with_evidence(super::worker::lost_evidence(h, &tally.lost))
     }
 }
 

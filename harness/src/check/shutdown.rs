@@ -1,21 +1,59 @@
 //! Section 2: graceful shutdown (GS-SIGTERM, GS-DRAIN, GS-CLEANUP).
+//!
+//! Judged on every graceful-stop request of the scenario: a SIGTERM to the
+//! probed service (the standard's wording), and a service's declared stop
+//! signal (`stop_signal` in the manifest: nginx's QUIT), whichever service it
+//! went to. Verdicts name the signal that was sent.
 
 use super::verdict::{Outcome, Verdict};
-use super::{CheckInput, ms, not_landed, rel, sigterms};
+use super::{CheckInput, ms, not_landed, rel};
 use crate::history::{FaultDetail, FaultRecord, History, RequestRecord, TransportError};
+use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 
 fn no_sigterm(id: &str, expected: &str) -> Verdict {
     Verdict::new(
         id,
         Outcome::Inconclusive,
-        "no SIGTERM was sent to the service in this scenario",
+        "no SIGTERM was sent to the service in this scenario, nor any service's declared stop signal",
         expected,
     )
 }
 
+/// The signal faults the GS-* checks judge (see the module comment).
+fn stop_requests<'a>(h: &'a History, probed: &'a str) -> impl Iterator<Item = &'a FaultRecord> + 'a {
+    h.faults.iter().filter(move |f| match &f.detail {
+        FaultDetail::Signal { signal, declared_stop, .. } => *declared_stop || (f.service == probed && signal == "SIGTERM"),
+        _ => false,
+    })
+}
+
+/// The name of the signal a signal fault sent ("SIGTERM" if it is no signal fault).
+fn signal_of(f: &FaultRecord) -> &str {
+    match &f.detail {
+        FaultDetail::Signal { signal, .. } => signal,
+        _ => "SIGTERM",
+    }
+}
+
+/// 128 + the signal's number: the status a shell reports for death by it (143 for SIGTERM).
+fn death_status(signal: &str) -> Option<i32> {
+    signal.parse::<Signal>().ok().map(|s| 128 + s as i32)
+}
+
+/// "SIGQUIT to nginx (its declared stop signal)": which signal went where.
+fn sent(f: &FaultRecord) -> String {
+    let declared = matches!(f.detail, FaultDetail::Signal { declared_stop: true, .. });
+    format!(
+        "{} to {}{}",
+        signal_of(f),
+        f.service,
+        if declared { " (its declared stop signal)" } else { "" }
+    )
+}
+
 fn each_sigterm(input: &CheckInput<'_>, id: &str, expected: &str, judge: impl Fn(&FaultRecord) -> Verdict) -> Verdict {
-    sigterms(input.history, input.probed_service)
+    stop_requests(input.history, input.probed_service)
         .map(|f| if f.landed { judge(f) } else { not_landed(id, f) })
         .reduce(Verdict::merge)
         .unwrap_or_else(|| no_sigterm(id, expected))
@@ -36,29 +74,37 @@ pub fn gs_sigterm(input: &CheckInput<'_>) -> Verdict {
         else {
             return not_landed(ID, f);
         };
+        let sig = signal_of(f);
+        let death = death_status(sig);
         let expected = format!(
-            "exits by itself within the {:.1} s grace period with status 0 (or 143 / SIGTERM after draining)",
-            *grace_ms as f64 / 1000.0
+            "exits by itself within the {:.1} s grace period with status 0 (or {} / {sig} after draining)",
+            *grace_ms as f64 / 1000.0,
+            death.map(|d| d.to_string()).unwrap_or_else(|| "death".into())
         );
         if *killed_after_grace {
             return Verdict::new(
                 ID,
                 Outcome::Fail,
-                format!("still running {} ms after SIGTERM; killed with SIGKILL", grace_ms),
+                format!("still running {} ms after {sig}; killed with SIGKILL", grace_ms),
                 expected,
             )
             .with_evidence(f.proof.clone());
         }
         let (Some(exit), Some(at)) = (exit, exited_at) else {
-            return Verdict::new(ID, Outcome::Inconclusive, "the exit after SIGTERM was not observed", expected)
-                .with_evidence(f.proof.clone());
+            return Verdict::new(
+                ID,
+                Outcome::Inconclusive,
+                format!("the exit after {sig} was not observed"),
+                expected,
+            )
+            .with_evidence(f.proof.clone());
         };
         if *at < f.injected_at {
             return Verdict::new(
                 ID,
                 Outcome::Inconclusive,
                 format!(
-                    "the exit was recorded {} ms before SIGTERM, so how long it took is unknown",
+                    "the exit was recorded {} ms before {sig}, so how long it took is unknown",
                     ms(f.injected_at - *at)
                 ),
                 expected,
@@ -66,22 +112,27 @@ pub fn gs_sigterm(input: &CheckInput<'_>) -> Verdict {
             .with_evidence(f.proof.clone());
         }
         let took = ms(at.saturating_sub(f.injected_at));
-        let clean = exit.code == Some(0) || exit.code == Some(143) || exit.signal == Some(15);
-        let how = match (exit.code, exit.signal) {
-            (Some(0), _) => "status 0".to_string(),
-            (Some(143), _) | (None, Some(15)) => "death by SIGTERM (143), counted clean".to_string(),
-            _ => exit.describe(),
+        // Death by the very signal it was sent (143 for SIGTERM) counts clean, as the standard says.
+        let by_the_signal = death.is_some() && (exit.code == death || exit.signal.map(|s| s + 128) == death);
+        let clean = exit.code == Some(0) || by_the_signal;
+        let how = if exit.code == Some(0) {
+            "status 0".to_string()
+        } else if by_the_signal {
+            format!("death by {sig} ({}), counted clean", death.unwrap_or_default())
+        } else {
+            exit.describe()
         };
-        if clean {
+        let v = if clean {
             Verdict::new(
                 ID,
                 Outcome::Pass,
-                format!("exited by itself {took} ms after SIGTERM with {how}"),
+                format!("exited by itself {took} ms after {sig} with {how}"),
                 expected,
             )
         } else {
-            Verdict::new(ID, Outcome::Fail, format!("exited {took} ms after SIGTERM with {how}"), expected)
-        }
+            Verdict::new(ID, Outcome::Fail, format!("exited {took} ms after {sig} with {how}"), expected)
+        };
+        v.with_evidence(format!("signal sent: {}", sent(f)))
     })
     .with_reading("grace period as the stack declares it (the standard's reading: 30 s)")
 }
@@ -101,6 +152,16 @@ pub fn in_flight_at(requests: &[RequestRecord], t0: u64, margin_us: u64) -> (Vec
     (judged, too_close)
 }
 
+/// The standard's three ways an in-flight request fails (5xx, reset, truncated body), or "other".
+fn failure_class(r: &RequestRecord) -> &'static str {
+    match r.error {
+        TransportError::Reset => "reset",
+        TransportError::Truncated => "truncated",
+        TransportError::None if r.status >= 500 => "5xx",
+        _ => "other",
+    }
+}
+
 fn failure_kind(r: &RequestRecord) -> String {
     match r.error {
         TransportError::None => format!("{}", r.status),
@@ -113,7 +174,7 @@ pub fn gs_drain(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "GS-DRAIN";
     let s = input.settings;
     let expected = format!(
-        "every request in flight at SIGTERM (at least {}) completes with 2xx, no reset, no truncated body",
+        "every request in flight at the stop signal (SIGTERM, or the service's declared one; at least {}) completes with 2xx, no reset, no truncated body",
         s.drain_min_in_flight
     );
     each_sigterm(input, ID, &expected, |f| drain_of(input.history, f, s.drain_min_in_flight, s.drain_margin_ms, &expected))
@@ -148,14 +209,32 @@ fn drain_of(h: &History, f: &FaultRecord, min: u32, margin_ms: u64, expected: &s
         })
         .collect();
     let context = format!("{too_close} more started within {margin_ms} ms of the signal were left out");
+    let sig = signal_of(f);
+    let count = |class: &str| failed.iter().filter(|r| failure_class(r) == class).count();
+    let counts = format!(
+        "{}: in flight at the signal {} (the load's count when it was sent: {}); judged {n}, completed with 2xx {}, failed {} (reset {}, 5xx {}, truncated {}, other {})",
+        sent(f),
+        n + too_close,
+        match &f.detail {
+            FaultDetail::Signal { in_flight, .. } => in_flight.to_string(),
+            _ => "?".into(),
+        },
+        n - failed.len(),
+        failed.len(),
+        count("reset"),
+        count("5xx"),
+        count("truncated"),
+        count("other"),
+    );
     if !failed.is_empty() {
         let mut v = Verdict::new(
             ID,
             Outcome::Fail,
-            format!("SIGTERM with {n} requests in flight: {} of {n} failed ({breakdown})", failed.len()),
+            format!("{sig} with {n} requests in flight: {} of {n} failed ({breakdown})", failed.len()),
             expected,
         )
-        .with_evidence(context);
+        .with_evidence(context)
+        .with_evidence(counts);
         for e in examples {
             v = v.with_evidence(e);
         }
@@ -165,19 +244,21 @@ fn drain_of(h: &History, f: &FaultRecord, min: u32, margin_ms: u64, expected: &s
         return Verdict::new(
             ID,
             Outcome::Inconclusive,
-            format!("only {n} requests were in flight at SIGTERM (need {min}); all {n} completed with 2xx"),
+            format!("only {n} requests were in flight at {sig} (need {min}); all {n} completed with 2xx"),
             expected,
         )
-        .with_evidence(context);
+        .with_evidence(context)
+        .with_evidence(counts);
     }
     let slowest = judged.iter().map(|r| r.end).max().map(|e| rel(e, t0)).unwrap_or_default();
     Verdict::new(
         ID,
         Outcome::Pass,
-        format!("SIGTERM with {n} requests in flight: {n} of {n} completed with 2xx (the last {slowest} after the signal)"),
+        format!("{sig} with {n} requests in flight: {n} of {n} completed with 2xx (the last {slowest} after the signal)"),
         expected,
     )
     .with_evidence(context)
+    .with_evidence(counts)
 }
 
 /// GS-CLEANUP: no Redis connection, listener or child process outlives the service.

@@ -109,19 +109,53 @@ pub fn tls_expiry(input: &CheckInput<'_>) -> Verdict {
     if !after.host_matches || !after.issued_by_ca {
         problems.push("the renewed certificate does not match the host or the CA".into());
     }
-    let outcome = if problems.is_empty() {
-        if total < 10 { Outcome::Inconclusive } else { Outcome::Pass }
-    } else {
+    // Self-test: a client that verifies must refuse a certificate for another
+    // host, or its zero failures across the renewal prove nothing.
+    let mut self_test = Vec::new();
+    let mut untrusted_client = None;
+    for f in h.faults.iter().filter(|f| f.landed) {
+        let FaultDetail::CertReload {
+            certificate,
+            after: Some(after),
+            https,
+            ..
+        } = &f.detail
+        else {
+            continue;
+        };
+        if after.host_matches {
+            continue;
+        }
+        if https.failed > 0 {
+            self_test.push(format!(
+                "self-test: `{certificate}` ({}) refused by the verifying client: {} failed, {} ok (before the swap){}",
+                after.subject,
+                https.failed,
+                https.ok,
+                https.first_error.as_ref().map(|e| format!("; first: {e}")).unwrap_or_default()
+            ));
+        } else {
+            untrusted_client = Some(format!(
+                "the verifying client accepted `{certificate}`, a certificate for another host ({}), {} times: its results prove nothing",
+                after.subject, https.ok
+            ));
+        }
+    }
+    let outcome = if !problems.is_empty() {
         Outcome::Fail
-    };
-    let measured = if problems.is_empty() {
-        measured
+    } else if total < 10 || untrusted_client.is_some() {
+        Outcome::Inconclusive
     } else {
-        format!("{}: {measured}", problems.join("; "))
+        Outcome::Pass
+    };
+    let measured = match (&untrusted_client, problems.is_empty()) {
+        (_, false) => format!("{}: {measured}", problems.join("; ")),
+        (Some(why), true) => format!("self-test failed: {why}; {measured}"),
+        (None, true) => measured,
     };
     let mut v = Verdict::new(ID, outcome, measured, expected)
         .with_reading("expiring = fewer than 14 days left (the standard gives no threshold; finding 13)");
-    for e in evidence {
+    for e in evidence.into_iter().chain(self_test) {
         v = v.with_evidence(e);
     }
     v

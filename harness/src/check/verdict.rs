@@ -68,6 +68,11 @@ impl Verdict {
         self
     }
 
+    pub fn with_evidences(mut self, lines: impl IntoIterator<Item = String>) -> Self {
+        self.evidence.extend(lines);
+        self
+    }
+
     pub fn with_reading(mut self, reading: impl Into<String>) -> Self {
         self.reading = Some(reading.into());
         self

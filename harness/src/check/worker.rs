@@ -4,7 +4,7 @@
 
 use super::verdict::{Outcome, Verdict};
 use super::{CheckInput, outages, rel};
-use crate::history::{FaultDetail, FaultRecord, History, Micros, TaskRecord};
+use crate::history::{FaultDetail, FaultRecord, History, Micros, ServiceEventKind, TaskRecord};
 
 /// The standard's queue-length alert threshold (AL-QUEUE).
 pub const QUEUE_ALERT: u64 = 100;
@@ -64,6 +64,17 @@ fn no_tasks(id: &str, expected: &str) -> Verdict {
     )
 }
 
+/// The first lost tasks, and where each was found at the end, with a count per place.
+pub fn lost_evidence(h: &History, lost: &[String]) -> String {
+    let mut places: std::collections::BTreeMap<&str, usize> = Default::default();
+    for id in lost {
+        let place = h.redis.lost_whereabouts.get(id).map_or("not looked for", |w| w.describe());
+        *places.entry(place).or_default() += 1;
+    }
+    let counts: Vec<String> = places.iter().map(|(place, n)| format!("{n} {place}")).collect();
+    format!("lost: {}; first 5: {}", counts.join(", "), first_ids(lost))
+}
+
 fn first_ids(ids: &[String]) -> String {
     ids.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
 }
@@ -81,7 +92,7 @@ pub fn cw_flood(input: &CheckInput<'_>) -> Verdict {
     let last = h.redis.queue.last().map(|q| q.total);
     let mut v = if !tally.lost.is_empty() || !tally.duplicated.is_empty() {
         Verdict::new(ID, Outcome::Fail, tally.describe(), expected)
-            .with_evidence(format!("lost (first 5): {}", first_ids(&tally.lost)))
+            .with_evidence(lost_evidence(h, &tally.lost))
             .with_evidence(format!("duplicated (first 5): {}", first_ids(&tally.duplicated)))
     } else if peak <= QUEUE_ALERT {
         Verdict::new(
@@ -121,12 +132,22 @@ pub fn cw_flood(input: &CheckInput<'_>) -> Verdict {
     v.with_reading("the queue length is the sum of LLEN over every priority list of the queue (finding 8); AL-QUEUE's rule itself is not evaluated here")
 }
 
-/// Running intervals (start, finish) of every finished run of a task, paired in order.
-fn intervals(h: &History) -> Vec<(Micros, Micros)> {
+/// Running intervals (start, finish) of every finished run of a task: each
+/// start paired with the first later finish from the same process, so a run
+/// cut off by a kill (a start without a finish) does not stretch into the rerun.
+pub fn intervals(h: &History) -> Vec<(Micros, Micros)> {
     h.redis
         .tasks
         .iter()
-        .flat_map(|t| t.starts.iter().zip(t.finishes.iter()).map(|(s, f)| (s.0, f.0)))
+        .flat_map(|t| {
+            t.starts.iter().filter_map(|(s, pid)| {
+                t.finishes
+                    .iter()
+                    .filter(|(f, fpid)| fpid == pid && f >= s)
+                    .map(|(f, _)| (*s, *f))
+                    .min_by_key(|(_, f)| *f)
+            })
+        })
         .collect()
 }
 
@@ -184,22 +205,11 @@ pub fn cw_prio(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "CW-PRIO";
     let expected = "once the backlog is there, no task starts while a task of higher priority (10 > 5 > 1) waits";
     let h = input.history;
-    let Some(until) = floods(h).find_map(|f| match f.detail {
-        FaultDetail::Flood { enqueued_until, .. } => Some(enqueued_until),
-        _ => None,
-    }) else {
+    let Some(until) = backlog_complete_at(h) else {
         return no_tasks(ID, expected);
     };
     let concurrency = h.redis.worker_concurrency.unwrap_or(1) as usize;
-    // Tasks that started after the whole backlog was in the queue.
-    let mut started: Vec<(&TaskRecord, Micros)> = h
-        .redis
-        .tasks
-        .iter()
-        .filter_map(|t| t.starts.first().map(|s| (t, s.0)))
-        .filter(|(_, s)| *s > until)
-        .collect();
-    started.sort_by_key(|(_, s)| *s);
+    let started = starts_after(h, until);
     if started.len() < 20 {
         return Verdict::new(
             ID,
@@ -208,6 +218,47 @@ pub fn cw_prio(input: &CheckInput<'_>) -> Verdict {
             expected,
         );
     }
+    let (inversions, example) = priority_inversions(&started, until);
+    let order: Vec<String> = started.iter().take(12).map(|(t, _)| t.priority.to_string()).collect();
+    let measured = format!(
+        "{inversions} of {} starts after the backlog jumped a higher priority; first starts: {}",
+        started.len(),
+        order.join(" ")
+    );
+    // Tasks already fetched (one per slot) may run ahead of a later higher-priority one.
+    let outcome = if inversions <= concurrency { Outcome::Pass } else { Outcome::Fail };
+    let mut v = Verdict::new(ID, outcome, measured, expected).with_reading(format!(
+        "the standard's 10 is high; up to {concurrency} (one per slot, already fetched) out of order allowed"
+    ));
+    if let Some(e) = example {
+        v = v.with_evidence(e);
+    }
+    v
+}
+
+/// The end of the first flood's enqueueing: from then on the backlog is complete.
+pub fn backlog_complete_at(h: &History) -> Option<Micros> {
+    floods(h).find_map(|f| match f.detail {
+        FaultDetail::Flood { enqueued_until, .. } => Some(enqueued_until),
+        _ => None,
+    })
+}
+
+/// Tasks whose first start came after `until`, in start order.
+pub fn starts_after(h: &History, until: Micros) -> Vec<(&TaskRecord, Micros)> {
+    let mut started: Vec<(&TaskRecord, Micros)> = h
+        .redis
+        .tasks
+        .iter()
+        .filter_map(|t| t.starts.first().map(|s| (t, s.0)))
+        .filter(|(_, s)| *s > until)
+        .collect();
+    started.sort_by_key(|(_, s)| *s);
+    started
+}
+
+/// Starts that jumped a task of higher priority already waiting, and the first example.
+pub fn priority_inversions(started: &[(&TaskRecord, Micros)], until: Micros) -> (usize, Option<String>) {
     let mut inversions = 0;
     let mut example = None;
     for (i, (t, s)) in started.iter().enumerate() {
@@ -224,21 +275,34 @@ pub fn cw_prio(input: &CheckInput<'_>) -> Verdict {
             ));
         }
     }
-    let order: Vec<String> = started.iter().take(12).map(|(t, _)| t.priority.to_string()).collect();
-    let measured = format!(
-        "{inversions} of {} starts after the backlog jumped a higher priority; first starts: {}",
-        started.len(),
-        order.join(" ")
-    );
-    // Tasks already fetched (one per slot) may run ahead of a later higher-priority one.
-    let outcome = if inversions <= concurrency { Outcome::Pass } else { Outcome::Fail };
-    let mut v = Verdict::new(ID, outcome, measured, expected).with_reading(format!(
-        "the standard's 10 is high; up to {concurrency} (one per slot, already fetched) out of order allowed"
-    ));
-    if let Some(e) = example {
-        v = v.with_evidence(e);
-    }
-    v
+    (inversions, example)
+}
+
+/// Worker services that exited after `from` though no fault stopped them
+/// (a crash while Redis was away, say): each as one line of evidence.
+fn unbidden_exits(h: &History, from: Micros) -> Vec<String> {
+    let workers: Vec<&str> = floods(h).map(|f| f.service.as_str()).collect();
+    // The stack is stopped after the last look at the queue: exits from then on are the harness's.
+    let observed_until = h.redis.queue.last().map_or(Micros::MAX, |q| q.at);
+    let signalled = |pid: u32, at: Micros| {
+        h.events
+            .iter()
+            .any(|e| e.at <= at && matches!(e.kind, ServiceEventKind::Signalled { pid: p, .. } if p == pid))
+    };
+    h.events
+        .iter()
+        .filter(|e| e.at >= from && e.at < observed_until && workers.contains(&e.service.as_str()))
+        .filter(|e| !matches!(e.kind, ServiceEventKind::Exited { pid, .. } if signalled(pid, e.at)))
+        .filter_map(|e| match &e.kind {
+            ServiceEventKind::Exited { pid, exit } if worker_stops(h, &e.service).all(|(f, _)| f.injected_at > e.at) => Some(format!(
+                "{} (pid {pid}) exited by itself at {} after the outage began: {}; a crashed worker does not reconnect",
+                e.service,
+                rel(e.at, from),
+                exit.describe()
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Faults that stopped the worker service: (fault, signal).
@@ -307,7 +371,7 @@ pub fn gs_worker(input: &CheckInput<'_>) -> Verdict {
                 format!("{} tasks lost: {}", tally.lost.len(), tally.describe()),
                 expected,
             )
-            .with_evidence(format!("lost (first 5): {}", first_ids(&tally.lost)))
+            .with_evidence(lost_evidence(h, &tally.lost))
         }
     } else if term_only && !tally.rerun.is_empty() {
         Verdict::new(
@@ -363,7 +427,8 @@ pub fn cw_reconnect(input: &CheckInput<'_>) -> Verdict {
             ),
             expected,
         )
-        .with_evidence(format!("lost (first 5): {}", first_ids(&tally.lost)));
+        .with_evidence(lost_evidence(h, &tally.lost))
+        .with_evidences(unbidden_exits(h, f.injected_at));
     }
     if after.is_empty() {
         return Verdict::new(
@@ -399,6 +464,76 @@ mod tests {
             starts: starts.iter().map(|s| (*s, 1)).collect(),
             finishes: finishes.iter().map(|f| (*f, 1)).collect(),
         }
+    }
+
+    #[test]
+    fn a_worker_exit_nobody_asked_for_is_evidence_and_teardown_is_not() {
+        use crate::history::{ExitInfo, QueueSample, ServiceEvent};
+        let mut h = History::default();
+        h.faults.push(FaultRecord {
+            index: 0,
+            label: "flood".into(),
+            service: "worker".into(),
+            injected_at: 0,
+            healed_at: None,
+            landed: true,
+            proof: String::new(),
+            detail: FaultDetail::Flood {
+                requested: 1,
+                accepted: 1,
+                queue_total: None,
+                queue_base_list: None,
+                enqueued_until: 0,
+            },
+        });
+        let exit = |at, pid| ServiceEvent {
+            at,
+            service: "worker".into(),
+            kind: ServiceEventKind::Exited {
+                pid,
+                exit: ExitInfo {
+                    code: Some(1),
+                    signal: None,
+                },
+            },
+        };
+        h.events.push(exit(2_000_000, 7));
+        h.events.push(ServiceEvent {
+            at: 2_500_000,
+            service: "worker".into(),
+            kind: ServiceEventKind::Signalled {
+                pid: 8,
+                signal: "SIGTERM".into(),
+            },
+        });
+        h.events.push(exit(2_600_000, 8));
+        h.events.push(exit(9_000_000, 9));
+        h.redis.queue.push(QueueSample {
+            at: 5_000_000,
+            total: 0,
+            base_list: 0,
+            reserved: None,
+        });
+        let lines = unbidden_exits(&h, 1_000_000);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].contains("pid 7") && lines[0].contains("+1000 ms") && lines[0].contains("exit status 1"),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[test]
+    fn a_run_cut_off_by_a_kill_does_not_stretch_into_its_rerun() {
+        let mut h = History::default();
+        h.redis.tasks.push(TaskRecord {
+            id: "a".into(),
+            priority: 5,
+            enqueued_at: 0,
+            starts: vec![(10, 1), (500, 2)],
+            finishes: vec![(520, 2)],
+        });
+        assert_eq!(intervals(&h), vec![(500, 520)]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! body (a truncated body is a failure) and records it.
 
 use super::classify::classify;
-use crate::history::{AckedWrite, Recorder, RequestRecord, TransportError};
+use crate::history::{AckedWrite, Recorder, RequestRecord, TaskRecord, TransportError};
 use crate::scenario::LoadSpec;
 use goose::prelude::*;
 use std::sync::Arc;
@@ -18,6 +18,9 @@ struct PreparedRequest {
     /// The path carries `{n}`: each request gets a unique number there, and a
     /// write acknowledged with 2xx is recorded by that number.
     numbered: bool,
+    /// A POST to the stack's task-enqueue endpoint: the task id in a 2xx
+    /// answer is recorded, so tasks from ordinary load are audited too.
+    enqueues_task: bool,
 }
 
 /// Placeholder in a request path replaced by a number unique in the run.
@@ -91,6 +94,7 @@ impl LoadShared {
                     path: r.path.clone(),
                     body: r.body.clone(),
                     numbered: r.path.contains(ID_PLACEHOLDER),
+                    enqueues_task: false,
                 })
                 .collect(),
             cumulative_weights,
@@ -98,6 +102,32 @@ impl LoadShared {
             picks: AtomicU64::new(0),
             ids: AtomicU64::new(0),
             version_header,
+        }
+    }
+
+    /// Record the tasks that load requests to `path` (the worker's enqueue
+    /// endpoint, POST) enqueue, from the `id` in each 2xx answer.
+    pub fn with_task_endpoint(mut self, path: Option<&str>) -> Self {
+        if let Some(path) = path {
+            for r in &mut self.requests {
+                let route = r.path.split('?').next().unwrap_or_default();
+                r.enqueues_task = r.method == GooseMethod::Post && route == path;
+            }
+        }
+        self
+    }
+
+    fn record_task(&self, body: &[u8], enqueued_at: u64) {
+        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return;
+        };
+        if let Some(id) = answer["id"].as_str() {
+            self.recorder.task_enqueued(TaskRecord {
+                id: id.to_string(),
+                priority: answer["priority"].as_u64().map_or(0, |p| p.min(u8::MAX as u64) as u8),
+                enqueued_at,
+                ..TaskRecord::default()
+            });
         }
     }
 
@@ -161,6 +191,8 @@ impl LoadShared {
                             record.bytes = body.len().min(u32::MAX as usize) as u32;
                             if expected.is_some_and(|n| n != body.len() as u64) {
                                 record.error = TransportError::Truncated;
+                            } else if spec.enqueues_task && (200..300).contains(&record.status) {
+                                self.record_task(&body, start);
                             }
                         }
                         Err(e) => {

@@ -87,6 +87,10 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
         None => HttpsTally::default(),
     };
     let landed = served_at.is_some();
+    let alert = match (served_at, after.as_ref()) {
+        (Some(at), Some(cert)) => await_alert(n, at, cert).await,
+        _ => None,
+    };
     let describe = |c: &Option<ServedCert>| {
         c.as_ref()
             .map(|c| format!("serial {} not-after {} ({:.1} days left)", c.serial, c.not_after, c.days_left))
@@ -101,6 +105,10 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
         https.failed,
         https.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
     );
+    let proof = match alert {
+        Some(note) => format!("{proof}; {note}"),
+        None => proof,
+    };
     detail = FaultDetail::CertReload {
         certificate: certificate.to_string(),
         via,
@@ -125,6 +133,44 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
             format!("the new certificate was not served within 5 s: {proof}")
         },
         detail,
+    }
+}
+
+/// When the stack declares an alert for AL-CERT, wait (up to the scenario's
+/// `alert_deadline_ms`) until its monitoring shows the alert in the state this
+/// certificate calls for: firing below 14 days left, quiet otherwise. This
+/// only paces the schedule, so the next swap starts from settled evidence;
+/// AL-CERT is judged from the recorded samples.
+async fn await_alert(n: &Nemesis<'_>, served_at: crate::history::Micros, cert: &ServedCert) -> Option<String> {
+    use crate::check::alerts::{WARN_DAYS, firing_before, reached};
+    const ID: &str = "AL-CERT";
+    let decl = n.manifest.monitoring.as_ref()?.alerts.get(ID)?;
+    let want = cert.days_left < WARN_DAYS;
+    let state = if want { "firing" } else { "quiet" };
+    let so_far = n.recorder.alert_samples_since(0);
+    if so_far
+        .iter()
+        .rev()
+        .find(|s| s.error.is_none())
+        .is_some_and(|s| !s.rules.contains_key(&decl.alert))
+    {
+        return Some(format!("the monitoring has no rule named `{}`; nothing to wait for", decl.alert));
+    }
+    let was = firing_before(&so_far, &decl.alert, served_at);
+    if was == want && decl.query.is_none() {
+        return Some(format!("alert `{}` already {state}; nothing to wait for", decl.alert));
+    }
+    let limit = Duration::from_millis(n.settings.alert_deadline_ms);
+    let deadline = Instant::now() + limit;
+    loop {
+        let samples = n.recorder.alert_samples_since(served_at);
+        if let Some(t) = reached(&samples, &decl.alert, ID, served_at, cert.days_left, was, want) {
+            return Some(format!("alert `{}` {state} {} ms after", decl.alert, (t - served_at) / 1000));
+        }
+        if Instant::now() >= deadline {
+            return Some(format!("alert `{}` not {state} within {} ms", decl.alert, limit.as_millis()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

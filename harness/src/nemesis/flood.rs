@@ -71,7 +71,7 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> F
     let enqueued_until = n.now();
     let targets = redis_state::targets(n.manifest, n.plan);
     let queue = match targets.first() {
-        Some(t) => redis_state::queue_sample(t, &decl.queue, enqueued_until).await,
+        Some(t) => redis_state::queue_sample(t, &decl.queue, &decl.unacked_key, enqueued_until).await,
         None => None,
     };
     if let Some(q) = queue {

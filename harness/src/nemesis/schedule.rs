@@ -6,7 +6,7 @@ use super::outage::{outage, pause};
 use super::signal::signal_fault;
 use crate::history::{FaultDetail, FaultRecord};
 use crate::manifest::SignalName;
-use crate::scenario::{FaultAction, FaultSpec, action_name};
+use crate::scenario::{FaultAction, FaultSpec, STOP_SIGNAL, action_name};
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
@@ -98,7 +98,10 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-    let signal = spec.signal.as_deref().and_then(Signal::from_str_lenient).unwrap_or(Signal::SIGTERM);
+    let signal = match spec.signal.as_deref() {
+        Some(STOP_SIGNAL) => svc.stop_signal,
+        named => named.and_then(Signal::from_str_lenient).unwrap_or(Signal::SIGTERM),
+    };
     let down = Duration::from_secs_f64(spec.down_s.unwrap_or(1.0));
     match spec.action {
         FaultAction::Signal => vec![signal_fault(n, index, &svc.name, signal).await],

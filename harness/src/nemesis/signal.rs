@@ -10,7 +10,7 @@ fn terminating(sig: Signal) -> bool {
     matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGKILL)
 }
 
-fn empty_detail(sig: Signal, in_flight: u32, grace_ms: u64) -> FaultDetail {
+fn empty_detail(sig: Signal, in_flight: u32, grace_ms: u64, declared_stop: bool) -> FaultDetail {
     FaultDetail::Signal {
         signal: sig.as_str().to_string(),
         pid: 0,
@@ -20,6 +20,7 @@ fn empty_detail(sig: Signal, in_flight: u32, grace_ms: u64) -> FaultDetail {
         grace_ms,
         killed_after_grace: false,
         cleanup: None,
+        declared_stop,
     }
 }
 
@@ -28,6 +29,8 @@ fn empty_detail(sig: Signal, in_flight: u32, grace_ms: u64) -> FaultDetail {
 /// start the service again so the scenario can go on.
 pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Signal) -> FaultRecord {
     let label = format!("{} to {service}", sig.as_str());
+    // The service's own graceful stop (nginx: QUIT), as opposed to any other signal.
+    let declared_stop = n.manifest.service(service).is_some_and(|s| s.stop_signal == sig);
     let grace = n.manifest.grace();
     let grace_ms = grace.as_millis() as u64;
     let before = if terminating(sig) { redis_connections_of(n, service) } else { None };
@@ -41,7 +44,7 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
                 label,
                 service,
                 format!("signal not delivered: {e}"),
-                empty_detail(sig, in_flight, grace_ms),
+                empty_detail(sig, in_flight, grace_ms, declared_stop),
             );
         }
     };
@@ -53,10 +56,15 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
         healed_at: None,
         landed: true,
         proof: format!(
-            "{} delivered to pid {pid} (kill(2) returned 0) with {in_flight} load requests in flight",
-            sig.as_str()
+            "{}{} delivered to pid {pid} (kill(2) returned 0) with {in_flight} load requests in flight",
+            sig.as_str(),
+            if declared_stop {
+                format!(" (the stop signal {service} declares)")
+            } else {
+                String::new()
+            }
         ),
-        detail: empty_detail(sig, in_flight, grace_ms),
+        detail: empty_detail(sig, in_flight, grace_ms, declared_stop),
     };
     if terminating(sig) {
         let exit = n.backend.wait_exit(service, grace).await;
@@ -88,6 +96,7 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
             grace_ms,
             killed_after_grace,
             cleanup: Some(cleanup),
+            declared_stop,
         };
         n.restore(service, &mut record).await;
         return record;

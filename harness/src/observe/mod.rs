@@ -4,6 +4,7 @@
 pub mod backend_metrics;
 pub mod health;
 pub mod http;
+pub mod prometheus;
 pub mod redis_clients;
 pub mod redis_state;
 pub mod sockets;

@@ -4,7 +4,7 @@
 //! Both run after the faults, with the load stopped, and only record: the
 //! checkers judge later from the history.
 
-use crate::history::{AckedWrite, Finding, Micros, QueueSample, RedisSample, WriteAudit};
+use crate::history::{AckedWrite, Finding, LostWhere, Micros, QueueSample, RedisSample, WriteAudit};
 use crate::manifest::Manifest;
 use crate::stack::render::StackPlan;
 use redis::aio::MultiplexedConnection;
@@ -238,18 +238,21 @@ pub fn queue_lists(queue: &str) -> Vec<String> {
         .collect()
 }
 
-/// LLEN of every priority list of `queue`, and of its base list alone.
-pub async fn queue_sample(t: &RedisTarget, queue: &str, at: Micros) -> Option<QueueSample> {
+/// LLEN of every priority list of `queue`, of its base list alone, and how
+/// many messages are delivered but unacknowledged (`unacked_key`).
+pub async fn queue_sample(t: &RedisTarget, queue: &str, unacked_key: &str, at: Micros) -> Option<QueueSample> {
     let mut conn = connect_as_client(t).await.ok()?;
     let mut pipe = redis::pipe();
     for list in queue_lists(queue) {
         pipe.cmd("LLEN").arg(list);
     }
     let lens: Vec<u64> = pipe.query_async(&mut conn).await.ok()?;
+    let reserved: Option<u64> = redis::cmd("HLEN").arg(unacked_key).query_async(&mut conn).await.ok();
     Some(QueueSample {
         at,
         total: lens.iter().sum(),
         base_list: lens.first().copied().unwrap_or(0),
+        reserved,
     })
 }
 
@@ -260,6 +263,8 @@ struct TaskEvent {
     event: String,
     pid: u32,
     at_us: u64,
+    #[serde(default)]
+    worker: Option<String>,
 }
 
 /// Wait (bounded) until every enqueued task has finished and the queue is
@@ -283,7 +288,7 @@ pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, recorder: &crat
     let deadline = Instant::now() + wait;
     let mut events: Vec<TaskEvent> = Vec::new();
     loop {
-        if let Some(q) = queue_sample(t, &decl.queue, recorder.clock.now()).await {
+        if let Some(q) = queue_sample(t, &decl.queue, &decl.unacked_key, recorder.clock.now()).await {
             recorder.queue_sample(q);
         }
         if let Ok(mut conn) = connect_as_client(t).await
@@ -304,6 +309,7 @@ pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, recorder: &crat
     }
     let to_run = |us: u64| us.saturating_sub(offset);
     recorder.with_redis(|r| {
+        r.worker_kind = events.iter().find_map(|e| e.worker.clone());
         for e in &events {
             if let Some(task) = r.tasks.iter_mut().find(|t| t.id == e.id) {
                 let entry = (to_run(e.at_us), e.pid);
@@ -313,6 +319,58 @@ pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, recorder: &crat
                     _ => {}
                 }
             }
+        }
+    });
+    locate_unfinished(t, decl, recorder).await;
+}
+
+/// For every task that never finished, look where it is in Redis: still in a
+/// queue list, in the unacknowledged hash, or nowhere (lost in delivery).
+async fn locate_unfinished(t: &RedisTarget, decl: &crate::manifest::WorkerDecl, recorder: &crate::history::Recorder) {
+    let unfinished: Vec<(String, bool)> = recorder.with_redis(|r| {
+        r.tasks
+            .iter()
+            .filter(|t| t.finishes.is_empty())
+            .map(|t| (t.id.clone(), !t.starts.is_empty()))
+            .collect()
+    });
+    if unfinished.is_empty() {
+        return;
+    }
+    let Ok(mut conn) = connect_as_client(t).await else { return };
+    let mut queued = Vec::new();
+    for list in queue_lists(&decl.queue) {
+        if let Ok(messages) = redis::cmd("LRANGE")
+            .arg(&list)
+            .arg(0)
+            .arg(-1)
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+        {
+            queued.extend(messages);
+        }
+    }
+    let Ok(unacked) = redis::cmd("HVALS")
+        .arg(&decl.unacked_key)
+        .query_async::<Vec<String>>(&mut conn)
+        .await
+    else {
+        return;
+    };
+    // Messages carry the task id in their headers; a substring match is enough for a UUID.
+    let found = |id: &str, messages: &[String]| messages.iter().any(|m| m.contains(id));
+    recorder.with_redis(|r| {
+        for (id, started) in &unfinished {
+            let place = if found(id, &queued) {
+                LostWhere::Queued
+            } else if found(id, &unacked) {
+                LostWhere::Unacknowledged
+            } else if *started {
+                LostWhere::StartedNeverFinished
+            } else {
+                LostWhere::TakenNeverRun
+            };
+            r.lost_whereabouts.insert(id.clone(), place);
         }
     });
 }

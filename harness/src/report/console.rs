@@ -47,6 +47,15 @@ fn tasks_and_writes(out: &mut String, report: &RunReport) {
             let tally = crate::check::worker::TaskTally::of(&redis.tasks);
             let _ = writeln!(out, "tasks:    {}: {}", scenario.name, tally.describe());
         }
+        if let Some(profile) = &scenario.worker {
+            let figures: Vec<String> = profile
+                .rows()
+                .into_iter()
+                .filter(|(label, value)| !matches!(*label, "worker" | "tasks") && value != "-")
+                .map(|(label, value)| format!("{label}: {value}"))
+                .collect();
+            let _ = writeln!(out, "worker:   {}: {}; {}", scenario.name, profile.worker, figures.join("; "));
+        }
         if let Some(audit) = &redis.audit {
             let _ = writeln!(
                 out,

@@ -24,4 +24,12 @@ pub enum ReportError {
     Json(#[source] serde_json::Error),
     #[error("cannot render index.html")]
     Html(#[source] minijinja::Error),
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} is not a chaosgate run.json: {reason}", path.display())]
+    NotARun { path: PathBuf, reason: String },
 }

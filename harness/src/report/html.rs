@@ -108,6 +108,14 @@ struct ScenarioView {
     faults: Vec<FaultView>,
     events: Vec<EventView>,
     logs: Vec<LogView>,
+    /// The task worker's figures and the acknowledged-write audit, as rows.
+    tasks_and_writes: Vec<RowView>,
+}
+
+#[derive(Serialize)]
+struct RowView {
+    label: String,
+    value: String,
 }
 
 #[derive(Serialize)]
@@ -237,6 +245,7 @@ fn scenario_view(index: usize, scenario: &ScenarioResult, logs: &LogExcerpts) ->
         charts,
         faults: history.faults.iter().map(fault_view).collect(),
         events,
+        tasks_and_writes: tasks_and_writes(scenario),
         logs: logs
             .iter()
             .map(|(service, log)| LogView {
@@ -245,6 +254,32 @@ fn scenario_view(index: usize, scenario: &ScenarioResult, logs: &LogExcerpts) ->
             })
             .collect(),
     }
+}
+
+fn tasks_and_writes(scenario: &ScenarioResult) -> Vec<RowView> {
+    let mut rows: Vec<RowView> = scenario
+        .worker
+        .iter()
+        .flat_map(|p| p.rows())
+        .map(|(label, value)| RowView {
+            label: label.to_string(),
+            value: text(&value),
+        })
+        .collect();
+    let redis = &scenario.history.redis;
+    if let Some(audit) = &redis.audit {
+        rows.push(RowView {
+            label: "acknowledged writes".into(),
+            value: format!(
+                "{} acknowledged, {} checked in {}, {} missing",
+                redis.acknowledged.len(),
+                audit.checked,
+                text(&audit.service),
+                audit.missing.len()
+            ),
+        });
+    }
+    rows
 }
 
 fn verdict_view(verdict: &Verdict) -> VerdictView {

@@ -1,6 +1,7 @@
 //! Reporters: views of a run's history and verdicts (console, JUnit XML,
 //! run.json, the HTML page).
 
+pub mod compare;
 pub mod console;
 mod error;
 pub mod html;

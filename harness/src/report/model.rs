@@ -48,6 +48,9 @@ pub struct ScenarioResult {
     /// What the services printed around each fault, keyed "fault #N label (service)".
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub logs: std::collections::BTreeMap<String, String>,
+    /// How the task worker behaved, where the scenario enqueued tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<crate::check::worker_profile::WorkerProfile>,
     pub history: History,
 }
 

@@ -70,6 +70,7 @@ fn graceful_shutdown() -> ScenarioResult {
     );
     ScenarioResult {
         logs: Default::default(),
+        worker: None,
         name: "graceful-shutdown".to_string(),
         file: "scenarios/graceful-shutdown.toml".to_string(),
         description: "SIGTERM under load: drain, then exit cleanly".to_string(),
@@ -147,6 +148,7 @@ fn shutdown_history() -> History {
                 grace_ms: 30_000,
                 killed_after_grace: true,
                 cleanup: None,
+                declared_stop: true,
             },
         }],
         findings: vec![Finding {
@@ -156,12 +158,14 @@ fn shutdown_history() -> History {
         }],
         load_window: Some((1_500_000, 40_500_000)),
         redis: Default::default(),
+        monitoring: Default::default(),
     }
 }
 
 fn redis_outage() -> ScenarioResult {
     ScenarioResult {
         logs: Default::default(),
+        worker: None,
         name: "redis-outage".to_string(),
         file: "scenarios/redis-outage.toml".to_string(),
         description: "Redis killed and restarted under load".to_string(),

@@ -94,7 +94,7 @@ pub trait Backend: Send + Sync {
     async fn signal(&self, service: &str, signal: Signal) -> Result<u32, StackError>;
     /// Wait for the current process of the service to exit, up to `timeout`.
     async fn wait_exit(&self, service: &str, timeout: Duration) -> Option<ExitInfo>;
-    /// TERM, wait `grace`, then KILL the whole process group.
+    /// The service's declared stop signal (TERM by default), wait `grace`, then KILL the whole process group.
     async fn stop(&self, service: &str, grace: Duration) -> Result<Option<ExitInfo>, StackError>;
     /// KILL the service's whole process group at once.
     async fn kill(&self, service: &str) -> Result<Option<ExitInfo>, StackError>;

@@ -31,6 +31,8 @@ struct Running {
 pub struct ProcessBackend {
     plan: StackPlan,
     install_hints: HashMap<String, Option<String>>,
+    /// Each service's declared graceful-stop signal (TERM unless it says otherwise).
+    stop_signals: HashMap<String, Signal>,
     run_id: String,
     recorder: Arc<Recorder>,
     running: Mutex<HashMap<String, Running>>,
@@ -42,6 +44,7 @@ impl ProcessBackend {
         Self {
             plan,
             install_hints: manifest.services.iter().map(|s| (s.name.clone(), s.install.clone())).collect(),
+            stop_signals: manifest.services.iter().map(|s| (s.name.clone(), s.stop_signal)).collect(),
             run_id: run_id.to_string(),
             recorder,
             running: Mutex::new(HashMap::new()),
@@ -305,7 +308,8 @@ impl Backend for ProcessBackend {
         let Some(pid) = self.alive_pid(service) else {
             return Ok(self.current(service).and_then(|(_, e)| *e.borrow()));
         };
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        let graceful = self.stop_signals.get(service).copied().unwrap_or(Signal::SIGTERM);
+        let _ = kill(Pid::from_raw(pid as i32), graceful);
         // A stopped process never handles TERM: let it run so it can.
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
         if let Some(exit) = self.wait_exit(service, grace).await {

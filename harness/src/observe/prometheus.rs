@@ -1,0 +1,285 @@
+//! The stack's alerts, read from its monitoring's Prometheus HTTP API:
+//! `/api/v1/rules?type=alert` (every alerting rule: name, state, when its
+//! group last evaluated) and `/api/v1/query` (the queries the manifest
+//! declares beside an alert). A watcher samples both into the history while a
+//! scenario runs; checkers and the nemesis read only those samples.
+
+use crate::history::{AlertSample, DeclaredAlert, Micros, Recorder, RuleState};
+use crate::manifest::Manifest;
+use crate::stack::Backend;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A Prometheus server's HTTP API on loopback.
+#[derive(Debug, Clone)]
+pub struct PromApi {
+    base: String,
+    client: reqwest::Client,
+}
+
+/// One alerting rule as `/api/v1/rules` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub name: String,
+    /// "firing", "pending" or "inactive".
+    pub state: String,
+    /// Unix seconds of the group's last evaluation (None: not yet evaluated).
+    pub last_evaluation: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+struct Envelope<T> {
+    status: String,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RulesData {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+struct RawRule {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default, rename = "lastEvaluation")]
+    last_evaluation: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+impl PromApi {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            base: format!("http://{addr}"),
+            client: crate::observe::http::probe_client(Duration::from_millis(800)),
+        }
+    }
+
+    async fn get<T: for<'de> Deserialize<'de>>(&self, path_and_query: &str) -> Result<T, String> {
+        let url = format!("{}{path_and_query}", self.base);
+        let resp = self.client.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let env: Envelope<T> =
+            serde_json::from_str(&body).map_err(|e| format!("GET {url}: status {status}, not a Prometheus API answer ({e})"))?;
+        match (env.status.as_str(), env.data) {
+            ("success", Some(data)) => Ok(data),
+            _ => Err(format!(
+                "GET {url}: status {status}: {}",
+                env.error.unwrap_or_else(|| "no data".into())
+            )),
+        }
+    }
+
+    /// Every alerting rule Prometheus has loaded, with its state.
+    pub async fn alert_rules(&self) -> Result<Vec<AlertRule>, String> {
+        let data: RulesData = self.get("/api/v1/rules?type=alert").await?;
+        Ok(data
+            .groups
+            .into_iter()
+            .flat_map(|g| g.rules)
+            .filter(|r| r.kind == "alerting")
+            .map(|r| AlertRule {
+                name: r.name,
+                state: r.state.unwrap_or_else(|| "inactive".into()),
+                last_evaluation: r.last_evaluation.as_deref().and_then(parse_rfc3339),
+            })
+            .collect())
+    }
+
+    /// An instant query; the smallest value when it returns several series,
+    /// `None` when it returns none.
+    pub async fn query_min(&self, expr: &str) -> Result<Option<f64>, String> {
+        let data: QueryData = self.get(&format!("/api/v1/query?query={}", url_encode(expr))).await?;
+        let values: Vec<f64> = match data.result_type.as_str() {
+            "vector" => data
+                .result
+                .as_array()
+                .map(|a| a.iter().filter_map(|s| sample_value(&s["value"])).collect())
+                .unwrap_or_default(),
+            "scalar" => sample_value(&data.result).into_iter().collect(),
+            other => return Err(format!("query `{expr}` returned a {other}, expected a vector or scalar")),
+        };
+        Ok(values.into_iter().reduce(f64::min))
+    }
+}
+
+/// `[<unix time>, "<value>"]` -> the value.
+fn sample_value(v: &serde_json::Value) -> Option<f64> {
+    v.get(1)?.as_str()?.parse().ok()
+}
+
+/// RFC 3339 (Prometheus's `lastEvaluation`, nanoseconds) -> unix seconds;
+/// Go's zero time ("0001-01-01T00:00:00Z") means never.
+fn parse_rfc3339(s: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    let secs = t.unix_timestamp_nanos() as f64 / 1e9;
+    (secs > 0.0).then_some(secs)
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Samples the declared alerts into the history until stopped.
+pub struct AlertWatcher {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl AlertWatcher {
+    /// Records what the stack declares and starts sampling; `None` when the
+    /// stack declares no `[monitoring]` (the history then says so).
+    pub fn start(manifest: &Manifest, backend: &dyn Backend, recorder: Arc<Recorder>, interval: Duration) -> Option<Self> {
+        let m = manifest.monitoring.as_ref()?;
+        let addr = backend.endpoint(&m.service, &m.port)?;
+        let declared: BTreeMap<String, DeclaredAlert> = m
+            .alerts
+            .iter()
+            .map(|(id, d)| {
+                (
+                    id.clone(),
+                    DeclaredAlert {
+                        alert: d.alert.clone(),
+                        query: d.query.clone(),
+                    },
+                )
+            })
+            .collect();
+        recorder.monitoring_declared(format!("{} (Prometheus API on {addr})", m.service), declared.clone());
+        let api = PromApi::new(addr);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut rules_recorded = false;
+            while !stopping.load(Ordering::Relaxed) {
+                let sample = sample(&api, &declared, &recorder, &mut rules_recorded).await;
+                recorder.alert_sample(sample);
+                tokio::time::sleep(interval).await;
+            }
+        });
+        Some(Self { stop, task: Some(task) })
+    }
+
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        }
+    }
+}
+
+impl Drop for AlertWatcher {
+    /// A scenario that ends early (an error, Ctrl-C) must not leave the sampler running.
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn sample(api: &PromApi, declared: &BTreeMap<String, DeclaredAlert>, recorder: &Recorder, rules_recorded: &mut bool) -> AlertSample {
+    // The queries first, then the clock: a value in this sample was in the
+    // monitoring's storage at `at`, so an evaluation at or after `at` saw it.
+    let mut s = AlertSample::default();
+    for (id, d) in declared {
+        let Some(q) = &d.query else { continue };
+        match api.query_min(q).await {
+            Ok(Some(v)) => {
+                s.values.insert(id.clone(), v);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                s.error.get_or_insert(e);
+            }
+        }
+    }
+    let at: Micros = recorder.clock.now();
+    let wall = unix_now();
+    s.at = at;
+    match api.alert_rules().await {
+        Ok(rules) => {
+            if !*rules_recorded {
+                let mut names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+                names.sort();
+                names.dedup();
+                recorder.rules_loaded(names);
+                *rules_recorded = true;
+            }
+            for r in &rules {
+                if r.state == "firing" && !s.firing.contains(&r.name) {
+                    s.firing.push(r.name.clone());
+                }
+            }
+            for d in declared.values() {
+                // Several rules may share a name: the most alarming state, the latest evaluation.
+                let mine: Vec<&AlertRule> = rules.iter().filter(|r| r.name == d.alert).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let state = ["firing", "pending"]
+                    .into_iter()
+                    .find(|st| mine.iter().any(|r| r.state == *st))
+                    .unwrap_or("inactive");
+                let evaluated = mine.iter().filter_map(|r| r.last_evaluation).reduce(f64::max);
+                s.rules.insert(
+                    d.alert.clone(),
+                    RuleState {
+                        state: state.to_string(),
+                        evaluated_at: evaluated.map(|e| at.saturating_sub(((wall - e).max(0.0) * 1e6) as Micros)),
+                    },
+                );
+            }
+        }
+        Err(e) => s.error = Some(e),
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_zero_time_is_never() {
+        assert_eq!(parse_rfc3339("0001-01-01T00:00:00Z"), None);
+        let t = parse_rfc3339("2024-05-01T10:00:00.5Z").expect("parsed");
+        assert!((t - 1_714_557_600.5).abs() < 1e-6, "{t}");
+    }
+
+    #[test]
+    fn queries_are_percent_encoded() {
+        assert_eq!(url_encode("(a - time()) / 86400"), "%28a%20-%20time%28%29%29%20%2F%2086400");
+    }
+}
