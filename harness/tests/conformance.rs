@@ -123,6 +123,8 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     }
     let worker = result.worker.as_ref().expect("a worker profile");
     assert_eq!(worker.worker, "celery", "{worker:?}");
+    // The flood enqueues 200; the load's POSTs to the enqueue endpoint add theirs.
+    assert!(worker.enqueued > 200, "tasks enqueued by the load are audited too: {worker:?}");
     let audit = result.history.redis.audit.as_ref().expect("writes audited");
     assert!(audit.checked > 0 && audit.missing.is_empty(), "{report}");
 }

@@ -428,6 +428,38 @@ mod tests {
     }
 
     #[test]
+    fn worker_figures_are_a_table_of_their_own() {
+        let mut report = sample_report();
+        report.scenarios[0].worker = Some(crate::check::worker_profile::WorkerProfile {
+            worker: "celery".into(),
+            enqueued: 265,
+            done: 264,
+            lost: 1,
+            duplicated: 4,
+            started_again: 4,
+            concurrency_declared: Some(4),
+            max_running: 4,
+            max_reserved: Some(4),
+            priority_order: Some("10 > 5 > 1".into()),
+            priority_inversions: Some(0),
+            reconnect_ms: Some(3213),
+            drain_ms: None,
+        });
+        let html = render_html(&report).expect("renders");
+        for needle in [
+            "<h3>Tasks and writes</h3>",
+            "<th>worker</th><td>celery</td>",
+            "265 enqueued, 264 done, 1 lost, 4 duplicated, 4 started again",
+            "at most 4: no prefetch beyond the running slots",
+            "10 &gt; 5 &gt; 1 (0 starts jumped a higher priority)",
+            "<th>first task after Redis returned</th><td>3213 ms</td>",
+        ] {
+            assert!(html.contains(needle), "missing {needle}");
+        }
+        assert_eq!(html.matches("<h3>Tasks and writes</h3>").count(), 1);
+    }
+
+    #[test]
     fn summary_findings_readings_and_reproduce() {
         let html = render_html(&sample_report()).expect("renders");
         for needle in [
