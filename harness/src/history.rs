@@ -49,6 +49,8 @@ pub enum TransportError {
     Timeout,
     /// Headers arrived but the body was cut short.
     Truncated,
+    /// The TLS handshake failed (certificate refused, wrong host, protocol).
+    Tls,
     /// Anything else the client reported.
     Other,
 }
@@ -423,6 +425,33 @@ pub struct History {
     /// The stack's alerts as its monitoring (Prometheus's HTTP API) reported them.
     #[serde(default, skip_serializing_if = "MonitoringRecord::is_empty")]
     pub monitoring: MonitoringRecord,
+    /// How the load's clients used connections (keep-alive reuse, HTTPS).
+    #[serde(default, skip_serializing_if = "LoadConnections::is_empty")]
+    pub connections: LoadConnections,
+}
+
+/// How the load's clients used their connections. Each simulated user has its
+/// own client and makes one request at a time, so a request during which that
+/// client opened no connection went on a connection an earlier request used.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadConnections {
+    /// The load kept connections open between requests (`load.keepalive`).
+    pub keepalive: bool,
+    /// The load spoke HTTPS to the stack's `[tls]` endpoint (`load.tls`).
+    pub tls: bool,
+    /// Connections the load's clients opened.
+    pub opened: u64,
+    /// Requests sent on a connection an earlier request had used.
+    pub reused: u64,
+    /// `start` of every failed request (transport error or no expected
+    /// status) that went on a reused connection, ascending.
+    pub failed_on_reused: Vec<Micros>,
+}
+
+impl LoadConnections {
+    pub fn is_empty(&self) -> bool {
+        self.opened == 0 && self.reused == 0 && !self.tls
+    }
 }
 
 /// What the stack declares about its alerting, and samples of its alerts' states.
@@ -789,6 +818,12 @@ impl Recorder {
 
     pub fn load_window(&self, from: Micros, to: Micros) {
         self.with(|h| h.load_window = Some((from, to)));
+    }
+
+    /// The load's connection use, at its end.
+    pub fn load_connections(&self, mut connections: LoadConnections) {
+        connections.failed_on_reused.sort_unstable();
+        self.with(|h| h.connections = connections);
     }
 
     /// Snapshot of the events so far (the nemesis reads exits from here).

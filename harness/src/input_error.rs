@@ -220,7 +220,7 @@ fn keys_in_line(line: &str, col: usize) -> Vec<String> {
     keys
 }
 
-fn line_col(source: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(source.len());
     let before = &source[..offset];
     let line = before.matches('\n').count() + 1;

@@ -71,6 +71,13 @@ pub struct LoadSpec {
     /// true). `false`: a new connection per request, so a server closing idle
     /// keep-alive connections (nginx at reload) is not mistaken for dropping traffic.
     pub keepalive: bool,
+    /// Drive the load over HTTPS to the stack's declared TLS endpoint (`[tls]`:
+    /// service, port, host), verifying the chain against the run's CA and the
+    /// declared host name; the URL is `https://<host>:<port>` with the host
+    /// resolved to 127.0.0.1. Default false: plain HTTP to the target's port.
+    pub tls: bool,
+    /// Line and column of `tls = true` in the file (for errors found against the manifest).
+    pub tls_at: (usize, usize),
 }
 
 /// `[load]` as written, with the spans the checks after parsing point at.
@@ -99,6 +106,8 @@ struct RawLoad {
     requests: Spanned<Vec<RawRequest>>,
     #[serde(default = "default_keepalive")]
     keepalive: bool,
+    #[serde(default)]
+    tls: Option<Spanned<bool>>,
 }
 
 fn default_keepalive() -> bool {
@@ -106,8 +115,15 @@ fn default_keepalive() -> bool {
 }
 
 impl RawLoad {
-    fn into_spec(self) -> LoadSpec {
+    fn into_spec(self, source: &str) -> LoadSpec {
+        let tls_at = self
+            .tls
+            .as_ref()
+            .map(|t| crate::input_error::line_col(source, t.span().start))
+            .unwrap_or((0, 0));
         LoadSpec {
+            tls: self.tls.is_some_and(|t| t.into_inner()),
+            tls_at,
             target: self.target,
             port: self.port,
             users: self.users.into_inner(),
@@ -535,7 +551,7 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
         description: raw.scenario.description,
         covers: raw.scenario.covers.into_iter().map(|c| c.into_inner()).collect(),
         seed: raw.scenario.seed,
-        load: raw.load.into_spec(),
+        load: raw.load.into_spec(&source),
         probes: raw.probes,
         faults: raw.faults.into_iter().map(|f| f.into_inner().into_spec()).collect(),
         settings: raw.settings,

@@ -293,11 +293,12 @@ fn every_check_has_a_mutant_that_breaks_it() {
     }
 }
 
-/// Finding 5 of the standard: an evicting policy on the Redis that is the task
-/// broker is reported with the policy read from the server, beside a passing
-/// RD-MAXMEM; the reference (noeviction) reports nothing of the kind.
+/// Findings 5 and 6 of the standard: an evicting policy on the Redis that is
+/// the task broker, and FLUSHDB left enabled there, are each reported with
+/// what the server said; the reference (noeviction, FLUSHDB renamed away)
+/// reports neither.
 #[test]
-fn broker_eviction_policy_is_reported_as_a_finding() {
+fn broker_eviction_and_flushdb_are_reported_as_findings() {
     let (result, _) = run("fixtures/stacks/mutants/broker-allkeys-lru", "scenarios/worker-flood.toml");
     let finding = result
         .history
@@ -306,9 +307,22 @@ fn broker_eviction_policy_is_reported_as_a_finding() {
         .find(|f| f.id == "F5-BROKER-EVICTION")
         .unwrap_or_else(|| panic!("the eviction finding:\n{}", describe(&result)));
     assert!(finding.evidence.contains("maxmemory-policy = allkeys-lru"), "{}", finding.evidence);
+    assert!(result.history.findings.iter().all(|f| f.id != "F6-FLUSHDB-ON-BROKER"));
+    let (flush, _) = run("fixtures/stacks/mutants/broker-flushdb-allowed", "scenarios/worker-flood.toml");
+    let finding = flush
+        .history
+        .findings
+        .iter()
+        .find(|f| f.id == "F6-FLUSHDB-ON-BROKER")
+        .unwrap_or_else(|| panic!("the FLUSHDB finding:\n{:?}", flush.history.findings));
+    assert!(finding.evidence.contains("ACL DRYRUN default FLUSHDB = OK"), "{}", finding.evidence);
     let (reference, _) = run("fixtures/stacks/reference", "scenarios/worker-flood.toml");
     assert!(
-        reference.history.findings.iter().all(|f| f.id != "F5-BROKER-EVICTION"),
+        reference
+            .history
+            .findings
+            .iter()
+            .all(|f| f.id != "F5-BROKER-EVICTION" && f.id != "F6-FLUSHDB-ON-BROKER"),
         "{:?}",
         reference.history.findings
     );

@@ -3,11 +3,13 @@
 //! body (a truncated body is a failure) and records it.
 
 use super::classify::classify;
-use crate::history::{AckedWrite, Recorder, RequestRecord, TaskRecord, TransportError};
+use crate::history::{AckedWrite, LoadConnections, Micros, Recorder, RequestRecord, TaskRecord, TransportError};
 use crate::scenario::LoadSpec;
 use goose::prelude::*;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -26,6 +28,62 @@ struct PreparedRequest {
 /// Placeholder in a request path replaced by a number unique in the run.
 pub const ID_PLACEHOLDER: &str = "{n}";
 
+/// HTTPS load (`load.tls`): the URL names `host` (the name the certificate
+/// must carry), which every client resolves to `addr` on loopback, and the
+/// clients trust only the run's CA.
+#[derive(Debug, Clone)]
+pub struct LoadTls {
+    pub host: String,
+    pub addr: SocketAddr,
+    pub ca_pem: Vec<u8>,
+}
+
+impl LoadTls {
+    pub fn base_url(&self) -> String {
+        format!("https://{}:{}", self.host, self.addr.port())
+    }
+}
+
+/// Connections one user's client has opened (its session data).
+#[derive(Clone)]
+struct UserConnections(Arc<AtomicU64>);
+
+/// A connector layer counting the connections a client opens: each call of
+/// the connector service is one new connection.
+#[derive(Clone)]
+struct CountConnects(Arc<AtomicU64>);
+
+impl<S> tower::Layer<S> for CountConnects {
+    type Service = Counted<S>;
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            opened: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    opened: Arc<AtomicU64>,
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Counted<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.opened.fetch_add(1, Ordering::SeqCst);
+        self.inner.call(req)
+    }
+}
+
 /// State shared by every simulated user and by the nemesis (which watches
 /// the in-flight count to fire "when N requests are in flight").
 pub struct LoadShared {
@@ -38,6 +96,12 @@ pub struct LoadShared {
     /// Last number handed out for `{n}`.
     ids: AtomicU64,
     version_header: Option<String>,
+    keepalive: bool,
+    tls: Option<LoadTls>,
+    /// Every user's connection counter.
+    clients: Mutex<Vec<Arc<AtomicU64>>>,
+    reused: AtomicU64,
+    failed_on_reused: Mutex<Vec<Micros>>,
 }
 
 /// Decrements the in-flight count however the request ends (even if goose
@@ -102,6 +166,59 @@ impl LoadShared {
             picks: AtomicU64::new(0),
             ids: AtomicU64::new(0),
             version_header,
+            keepalive: spec.keepalive,
+            tls: None,
+            clients: Mutex::new(Vec::new()),
+            reused: AtomicU64::new(0),
+            failed_on_reused: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Drive the load over HTTPS as `tls` says (`load.tls`).
+    pub fn with_tls(mut self, tls: Option<LoadTls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Give the user its own client: keep-alive or a new connection per
+    /// request, HTTPS verifying against the run's CA when asked, and a
+    /// counter of the connections it opens.
+    async fn set_up_client(&self, user: &mut GooseUser) -> TransactionResult {
+        let opened = Arc::new(AtomicU64::new(0));
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .user_agent(concat!("chaosgate/", env!("CARGO_PKG_VERSION")))
+            .gzip(true)
+            .timeout(Duration::from_secs(30))
+            .connector_layer(CountConnects(opened.clone()));
+        if !self.keepalive {
+            // A new connection per request: the client keeps no idle connection a server could close under it.
+            builder = builder.pool_max_idle_per_host(0);
+        }
+        if let Some(tls) = &self.tls {
+            let ca = reqwest::Certificate::from_pem(&tls.ca_pem).map_err(|e| Box::new(e.into()))?;
+            // Real verification: only the run's CA, and the certificate must name `host`.
+            builder = builder.tls_certs_only([ca]).resolve(&tls.host, tls.addr);
+        }
+        user.set_client_builder(builder).await.map_err(Box::new)?;
+        user.set_session_data(UserConnections(opened.clone()));
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.push(opened);
+        }
+        Ok(())
+    }
+
+    fn connections(&self) -> LoadConnections {
+        LoadConnections {
+            keepalive: self.keepalive,
+            tls: self.tls.is_some(),
+            opened: self
+                .clients
+                .lock()
+                .map(|c| c.iter().map(|o| o.load(Ordering::SeqCst)).sum())
+                .unwrap_or(0),
+            reused: self.reused.load(Ordering::Relaxed),
+            failed_on_reused: self.failed_on_reused.lock().map(|v| v.clone()).unwrap_or_default(),
         }
     }
 
@@ -155,6 +272,8 @@ impl LoadShared {
             Some(n) => spec.path.replace(ID_PLACEHOLDER, &n.to_string()),
             None => spec.path.clone(),
         };
+        let conns = user.get_session_data::<UserConnections>().map(|c| c.0.clone());
+        let opened_before = conns.as_ref().map(|c| c.load(Ordering::SeqCst));
         let start = clock.now();
         let mut builder = user.get_request_builder(&spec.method, &path)?;
         if let Some(body) = &spec.body {
@@ -208,6 +327,19 @@ impl LoadShared {
             Err(_) => record.error = TransportError::Other,
         }
         record.end = clock.now().max(start + 1);
+        // One request at a time per user: no connection opened during this
+        // request means it went on one an earlier request had used.
+        if let (Some(conns), Some(before)) = (&conns, opened_before)
+            && before > 0
+            && conns.load(Ordering::SeqCst) == before
+        {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+            if !record.ok()
+                && let Ok(mut failed) = self.failed_on_reused.lock()
+            {
+                failed.push(start);
+            }
+        }
         if let Some(id) = id
             && record.ok()
             && (200..300).contains(&record.status)
@@ -250,22 +382,16 @@ impl LoadHandle {
         }))
         .set_name("mix");
         let rate = spec.ramp_per_s.unwrap_or(spec.users.max(1) * 20);
-        let mut scenario = scenario!("chaosgate").register_transaction(transaction);
-        if !spec.keepalive {
-            // A new connection per request: the client keeps no idle connection a server could close under it.
-            let fresh = Transaction::new(Arc::new(|user: &mut GooseUser| {
-                Box::pin(async move {
-                    let builder = reqwest::Client::builder()
-                        .no_proxy()
-                        .pool_max_idle_per_host(0)
-                        .timeout(Duration::from_secs(30));
-                    user.set_client_builder(builder).await.map_err(Box::new)
-                })
-            }))
-            .set_name("no-keepalive")
-            .set_on_start();
-            scenario = scenario.register_transaction(fresh);
-        }
+        let for_clients = shared.clone();
+        let client = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+            let shared = for_clients.clone();
+            Box::pin(async move { shared.set_up_client(user).await })
+        }))
+        .set_name("client")
+        .set_on_start();
+        let mut scenario = scenario!("chaosgate")
+            .register_transaction(transaction)
+            .register_transaction(client);
         if spec.think_ms > 0 || spec.think_max_ms.is_some() {
             let min = Duration::from_millis(spec.think_ms);
             let max = Duration::from_millis(spec.think_max_ms.unwrap_or(spec.think_ms).max(spec.think_ms));
@@ -319,5 +445,6 @@ impl LoadHandle {
         }
         let end = self.shared.recorder.clock.now();
         self.shared.recorder.load_window(self.started_at, end);
+        self.shared.recorder.load_connections(self.shared.connections());
     }
 }

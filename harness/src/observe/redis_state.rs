@@ -375,6 +375,34 @@ async fn locate_unfinished(t: &RedisTarget, decl: &crate::manifest::WorkerDecl, 
     });
 }
 
+/// Finding 6: whether the harness's (the app's) Redis user may run FLUSHDB.
+struct FlushDb {
+    allowed: bool,
+    /// What ACL DRYRUN said, for the evidence.
+    acl: String,
+    keys: u64,
+}
+
+async fn flushdb_allowed(t: &RedisTarget) -> Option<FlushDb> {
+    let mut conn = connect_as_client(t).await.ok()?;
+    // A renamed-away command is unknown to COMMAND INFO: [nil].
+    let info: redis::Value = redis::cmd("COMMAND").arg("INFO").arg("FLUSHDB").query_async(&mut conn).await.ok()?;
+    let present = matches!(&info, redis::Value::Array(items) if items.first().is_some_and(|v| !matches!(v, redis::Value::Nil)));
+    let user: String = redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await.unwrap_or_else(|_| "default".into());
+    let dryrun: Result<String, _> = redis::cmd("ACL").arg("DRYRUN").arg(&user).arg("FLUSHDB").query_async(&mut conn).await;
+    let (permitted, acl) = match dryrun {
+        Ok(answer) => (answer == "OK", format!("ACL DRYRUN {user} FLUSHDB = {answer}")),
+        // Before Redis 7 there is no DRYRUN: the command's presence decides.
+        Err(e) => (true, format!("ACL DRYRUN unavailable ({e})")),
+    };
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap_or(0);
+    Some(FlushDb {
+        allowed: present && permitted,
+        acl,
+        keys,
+    })
+}
+
 /// After the faults: sample every declared Redis and audit the acknowledged
 /// writes against the first one, recording both.
 pub async fn observe_after_faults(manifest: &Manifest, plan: &StackPlan, recorder: &crate::history::Recorder) {
@@ -398,6 +426,21 @@ pub async fn observe_after_faults(manifest: &Manifest, plan: &StackPlan, recorde
     if let Some(t) = targets.first() {
         observe_tasks(manifest, t, recorder).await;
         record_worker_settings(manifest, plan, recorder);
+        if t.broker
+            && let Some(flush) = flushdb_allowed(t).await
+            && flush.allowed
+        {
+            recorder.finding(Finding {
+                id: "F6-FLUSHDB-ON-BROKER".into(),
+                title: "FLUSHDB, which the standard's troubleshooting advises, empties the task broker too".into(),
+                evidence: format!(
+                    "{}: COMMAND INFO FLUSHDB answers and {}; FLUSHDB \"to clear expired keys\" would delete all {} keys of this \
+                     database, the queue lists and the unacknowledged hash among them (expired keys need no clearing: Redis \
+                     removes them itself); `rename-command FLUSHDB \"\"` or an ACL without it closes the trap",
+                    t.service, flush.acl, flush.keys
+                ),
+            });
+        }
     }
     let (routes, acked) = recorder.acked_writes();
     if acked.is_empty() {

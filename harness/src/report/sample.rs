@@ -159,6 +159,7 @@ fn shutdown_history() -> History {
         load_window: Some((1_500_000, 40_500_000)),
         redis: Default::default(),
         monitoring: Default::default(),
+        connections: Default::default(),
     }
 }
 
