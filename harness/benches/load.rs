@@ -59,6 +59,8 @@ async fn harness_load(url: &str, users: usize, seconds: u64) -> (f64, usize, usi
         think_ms: 0,
         think_max_ms: None,
         keepalive: true,
+        tls: false,
+        tls_at: (0, 0),
         requests: vec![RequestSpec {
             method: "GET".into(),
             path: "/nginx-health".into(),

@@ -4,7 +4,7 @@ use crate::check::{self, CheckInput};
 use crate::history::{Recorder, RunClock};
 use crate::input_error::{InputError, InputErrors};
 use crate::interrupt;
-use crate::load::{LoadHandle, LoadShared};
+use crate::load::{LoadHandle, LoadShared, LoadTls};
 use crate::manifest::{Manifest, ReadyCheck, Role};
 use crate::nemesis::{Nemesis, schedule::run_schedule};
 use crate::observe::health::{HealthProber, HealthTarget};
@@ -82,6 +82,16 @@ pub fn load_inputs(opts: &RunOptions) -> Result<(Manifest, Vec<Scenario>), Input
                     ),
                 ));
             }
+        }
+        if let Some(problem) = load_tls_problem(&manifest, s) {
+            let (line, column) = s.load.tls_at;
+            errors.push(InputError {
+                file: s.file.clone(),
+                line,
+                column,
+                field: "load.tls".into(),
+                message: problem,
+            });
         }
     }
     if scenarios.is_empty() && errors.is_empty() {
@@ -251,6 +261,45 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
     })
 }
 
+/// What is wrong with `load.tls = true` against this stack, if anything.
+fn load_tls_problem(manifest: &Manifest, s: &Scenario) -> Option<String> {
+    if !s.load.tls {
+        return None;
+    }
+    let Some(tls) = &manifest.tls else {
+        return Some(format!(
+            "HTTPS load needs the stack's TLS endpoint, but {} declares no [tls] section (service, port, host)",
+            manifest.file.display()
+        ));
+    };
+    if let Some(port) = &s.load.port {
+        return Some(format!(
+            "HTTPS load goes to the [tls] port `{}` of `{}`; remove load.port = \"{port}\"",
+            tls.port, tls.service
+        ));
+    }
+    match manifest.resolve(&s.load.target) {
+        Some(svc) if svc.name != tls.service => Some(format!(
+            "load.target `{}` is service `{}`, but the stack's TLS endpoint ([tls]) is service `{}`",
+            s.load.target, svc.name, tls.service
+        )),
+        _ => None,
+    }
+}
+
+/// HTTPS load's endpoint: the declared host, its port on loopback, the run's CA.
+fn load_tls(manifest: &Manifest, scenario: &Scenario, plan: &StackPlan, backend: &dyn Backend) -> Option<LoadTls> {
+    if !scenario.load.tls {
+        return None;
+    }
+    let tls = manifest.tls.as_ref()?;
+    Some(LoadTls {
+        host: tls.host.clone(),
+        addr: backend.endpoint(&tls.service, &tls.port)?,
+        ca_pem: plan.certs.as_ref()?.ca_pem().ok()?,
+    })
+}
+
 fn load_base_url(manifest: &Manifest, scenario: &Scenario, backend: &dyn Backend) -> Option<String> {
     let svc = manifest.resolve(&scenario.load.target)?;
     let port = scenario.load.port.clone().unwrap_or_else(|| match &svc.ready {
@@ -352,6 +401,8 @@ pub async fn run_scenario(
         }
     }
     result.history = recorder.take_history();
+    // Keep-alive load across reloads: what a client that does not retry sees (a finding, not a verdict).
+    crate::load::reload_race::record(&mut result.history);
     result.logs = recorder.take_log_excerpts();
     result.worker = crate::check::worker_profile::WorkerProfile::of(&result.history);
     result.duration_ms = started.elapsed().as_millis() as u64;
@@ -398,14 +449,26 @@ async fn scenario_body(
         .map(|t| HealthProber::start(t, Duration::from_millis(scenario.probes.interval_ms), recorder.clone()));
     // The stack's alerts, when it declares where they live (AL-* checks, and the nemesis waits on them).
     let alerts = crate::observe::prometheus::AlertWatcher::start(manifest, backend, recorder.clone(), Duration::from_millis(200));
-    let base_url = load_base_url(manifest, scenario, backend).unwrap_or_default();
-    let shared = Arc::new(LoadShared::new(
-        &scenario.load,
-        seed,
-        manifest.stack.version_header.clone(),
-        recorder.clone(),
-    )
-    .with_task_endpoint(manifest.services.iter().find_map(|s| s.worker.as_ref()).map(|w| w.enqueue.path.as_str())));
+    let tls = load_tls(manifest, scenario, plan, backend);
+    if scenario.load.tls && tls.is_none() {
+        return Err(StackError::Io(std::io::Error::other(
+            "load.tls = true: the TLS endpoint has no address or the run's CA cannot be read",
+        )));
+    }
+    let base_url = match &tls {
+        Some(tls) => tls.base_url(),
+        None => load_base_url(manifest, scenario, backend).unwrap_or_default(),
+    };
+    let shared = Arc::new(
+        LoadShared::new(
+            &scenario.load,
+            seed,
+            manifest.stack.version_header.clone(),
+            recorder.clone(),
+        )
+        .with_task_endpoint(manifest.services.iter().find_map(|s| s.worker.as_ref()).map(|w| w.enqueue.path.as_str()))
+        .with_tls(tls),
+    );
     let load =
         LoadHandle::start(&scenario.load, &base_url, shared.clone()).map_err(|e| StackError::Io(std::io::Error::other(e.to_string())))?;
     display.line(format!("load: {} users against {base_url}", scenario.load.users));

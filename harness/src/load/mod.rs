@@ -2,5 +2,6 @@
 
 pub mod classify;
 pub mod driver;
+pub mod reload_race;
 
-pub use driver::{LoadHandle, LoadShared};
+pub use driver::{LoadHandle, LoadShared, LoadTls};

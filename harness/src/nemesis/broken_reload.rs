@@ -30,7 +30,7 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
     };
     let pid_before = n.backend.pid(&svc.name).unwrap_or(0);
     let injected_at = n.now();
-    let mut broken = b"this_directive_does_not_exist on;\n".to_vec();
+    let mut broken = format!("{BROKEN_DIRECTIVE} on;\n").into_bytes();
     broken.extend_from_slice(&good);
     if let Err(e) = std::fs::write(&path, &broken) {
         return n.not_landed(index, label, &svc.name, format!("cannot write {}: {e}", path.display()), detail);
@@ -47,9 +47,15 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
         },
         _ => (false, "the proxy declares no test_config".to_string()),
     };
+    let log = n.backend.log_path(&svc.name);
+    let log_before = log.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
     let reloaded = reload(n, svc, decl).await;
     let reloaded_at = n.now();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The proxy has acted on the reload once its log names the broken directive.
+    let rejection_logged = match &log {
+        Some(path) => wait_for_log(path, log_before, BROKEN_DIRECTIVE, Duration::from_secs(3)).await,
+        None => None,
+    };
     let client = probe_client(Duration::from_secs(2));
     let ready_path = match &svc.ready {
         crate::manifest::ReadyCheck::Http { http, .. } => http.clone(),
@@ -69,9 +75,9 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
     } else {
         n.heal(&svc.name).await.is_ok()
     };
-    let landed = reloaded.is_ok() && test_failed;
+    let landed = reloaded.is_ok() && test_failed && rejection_logged.is_some();
     let proof = format!(
-        "config test {} ({}); reload {}; {served_after}/10 GETs 2xx after; pid {pid_before} -> {}; restored: {healed}",
+        "config test {} ({}); reload {}; {}; {served_after}/10 GETs 2xx after; pid {pid_before} -> {}; restored: {healed}",
         if test_failed {
             "rejected the broken file"
         } else {
@@ -81,6 +87,10 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
         match &reloaded {
             Ok((via, _)) => format!("by {via}"),
             Err(e) => format!("failed: {e}"),
+        },
+        match rejection_logged {
+            Some(line) => format!("the proxy logged: {line}"),
+            None => format!("the proxy's log never named `{BROKEN_DIRECTIVE}` within 3 s: the reload attempt is not proven"),
         },
         pid_after.map(|p| p.to_string()).unwrap_or_else(|| "(none)".into())
     );
@@ -101,6 +111,26 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
         landed,
         proof,
         detail,
+    }
+}
+
+/// A directive no proxy knows, so its config test and its reload must reject it.
+const BROKEN_DIRECTIVE: &str = "this_directive_does_not_exist";
+
+/// Poll the log past `from` bytes for a line containing `needle`, until `deadline`.
+async fn wait_for_log(path: &std::path::Path, from: u64, needle: &str, deadline: Duration) -> Option<String> {
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if let Ok(bytes) = std::fs::read(path) {
+            let fresh = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default());
+            if let Some(line) = fresh.lines().find(|l| l.contains(needle)) {
+                return Some(line.trim().chars().take(200).collect());
+            }
+        }
+        if std::time::Instant::now() >= until {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

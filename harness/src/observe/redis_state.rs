@@ -388,8 +388,17 @@ async fn flushdb_allowed(t: &RedisTarget) -> Option<FlushDb> {
     // A renamed-away command is unknown to COMMAND INFO: [nil].
     let info: redis::Value = redis::cmd("COMMAND").arg("INFO").arg("FLUSHDB").query_async(&mut conn).await.ok()?;
     let present = matches!(&info, redis::Value::Array(items) if items.first().is_some_and(|v| !matches!(v, redis::Value::Nil)));
-    let user: String = redis::cmd("ACL").arg("WHOAMI").query_async(&mut conn).await.unwrap_or_else(|_| "default".into());
-    let dryrun: Result<String, _> = redis::cmd("ACL").arg("DRYRUN").arg(&user).arg("FLUSHDB").query_async(&mut conn).await;
+    let user: String = redis::cmd("ACL")
+        .arg("WHOAMI")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|_| "default".into());
+    let dryrun: Result<String, _> = redis::cmd("ACL")
+        .arg("DRYRUN")
+        .arg(&user)
+        .arg("FLUSHDB")
+        .query_async(&mut conn)
+        .await;
     let (permitted, acl) = match dryrun {
         Ok(answer) => (answer == "OK", format!("ACL DRYRUN {user} FLUSHDB = {answer}")),
         // Before Redis 7 there is no DRYRUN: the command's presence decides.
