@@ -78,7 +78,7 @@ mod tests {
             vec![nested.join("junit.xml"), nested.join("run.json"), nested.join("index.html")]
         );
         let json = fs::read_to_string(&paths[1]).expect("run.json");
-        assert!(json.contains("\"schema_version\": 1"));
+        assert!(json.contains("\"schema_version\":2"));
         let xml = fs::read_to_string(&paths[0]).expect("junit.xml");
         assert!(xml.starts_with("<?xml"));
         let html = fs::read_to_string(&paths[2]).expect("index.html");

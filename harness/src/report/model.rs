@@ -5,7 +5,7 @@ use crate::history::History;
 use serde::{Deserialize, Serialize};
 
 /// Version of the `run.json` schema; bump on any incompatible change.
-pub const RUN_SCHEMA_VERSION: u32 = 1;
+pub const RUN_SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RunReport {
