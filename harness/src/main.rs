@@ -134,7 +134,9 @@ fn list(paths: Vec<PathBuf>, reqs: bool) -> ExitCode {
         match loaded {
             Ok(list) => {
                 for s in list {
-                    println!("{:<24} {:<40} {}", s.name, s.covers.join(" "), s.file.display());
+                    let mut what = s.covers.clone();
+                    what.extend(s.findings.iter().map(|f| format!("finding:{f}")));
+                    println!("{:<24} {:<40} {}", s.name, what.join(" "), s.file.display());
                 }
             }
             Err(e) => return input_error(&e),

@@ -253,6 +253,9 @@ pub struct MutantSection {
     pub name: String,
     /// Requirement IDs this mutant breaks on purpose.
     pub breaks: Vec<String>,
+    /// Finding IDs the harness must report for this mutant (a risk the
+    /// standard itself creates, which breaks no requirement on its own).
+    pub reveals: Vec<String>,
     pub description: String,
 }
 
@@ -263,6 +266,8 @@ struct RawMutant {
     name: String,
     breaks: Vec<Spanned<String>>,
     #[serde(default)]
+    reveals: Vec<String>,
+    #[serde(default)]
     description: String,
 }
 
@@ -271,6 +276,7 @@ impl RawMutant {
         MutantSection {
             name: self.name,
             breaks: self.breaks.into_iter().map(Spanned::into_inner).collect(),
+            reveals: self.reveals,
             description: self.description,
         }
     }

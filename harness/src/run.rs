@@ -459,15 +459,15 @@ async fn scenario_body(
         Some(tls) => tls.base_url(),
         None => load_base_url(manifest, scenario, backend).unwrap_or_default(),
     };
+    let worker_enqueue = manifest
+        .services
+        .iter()
+        .find_map(|s| s.worker.as_ref())
+        .map(|w| w.enqueue.path.as_str());
     let shared = Arc::new(
-        LoadShared::new(
-            &scenario.load,
-            seed,
-            manifest.stack.version_header.clone(),
-            recorder.clone(),
-        )
-        .with_task_endpoint(manifest.services.iter().find_map(|s| s.worker.as_ref()).map(|w| w.enqueue.path.as_str()))
-        .with_tls(tls),
+        LoadShared::new(&scenario.load, seed, manifest.stack.version_header.clone(), recorder.clone())
+            .with_task_endpoint(worker_enqueue)
+            .with_tls(tls),
     );
     let load =
         LoadHandle::start(&scenario.load, &base_url, shared.clone()).map_err(|e| StackError::Io(std::io::Error::other(e.to_string())))?;

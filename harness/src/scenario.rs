@@ -14,6 +14,10 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub covers: Vec<String>,
+    /// Findings (risks reported beside the verdicts) this scenario exists to
+    /// measure, e.g. `F-RELOAD-KEEPALIVE`; a scenario covers requirements, or
+    /// measures findings, or both.
+    pub findings: Vec<String>,
     pub seed: Option<u64>,
     pub load: LoadSpec,
     pub probes: ProbeSpec,
@@ -41,6 +45,8 @@ struct Header {
     #[serde(default)]
     description: String,
     covers: Vec<Spanned<String>>,
+    #[serde(default)]
+    findings: Vec<String>,
     #[serde(default)]
     seed: Option<u64>,
 }
@@ -550,6 +556,7 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
         name: raw.scenario.name,
         description: raw.scenario.description,
         covers: raw.scenario.covers.into_iter().map(|c| c.into_inner()).collect(),
+        findings: raw.scenario.findings,
         seed: raw.scenario.seed,
         load: raw.load.into_spec(&source),
         probes: raw.probes,

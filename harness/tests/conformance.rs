@@ -63,6 +63,7 @@ fn describe(result: &ScenarioResult) -> String {
 #[case::nx_upstreams("scenarios/nginx-upstreams.toml")]
 #[case::nx_features("scenarios/nginx-features.toml")]
 #[case::nx_tls_expiry("scenarios/tls-expiry.toml")]
+#[case::tls_renew_https("scenarios/tls-renew.toml")]
 #[case::nginx_stop("scenarios/nginx-stop.toml")]
 fn reference_stack_passes(#[case] scenario_file: &str) {
     let (result, _) = run("fixtures/stacks/reference", scenario_file);
@@ -219,6 +220,18 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "scenarios/tls-expiry.toml",
     "NX-RELOAD",
     "requests failed across the reload"
+)]
+#[case::nx_restart_reload_https(
+    "nginx-restart-on-renew",
+    "scenarios/tls-renew.toml",
+    "NX-RELOAD",
+    "requests failed across the reload"
+)]
+#[case::nx_restart_renew_https(
+    "nginx-restart-on-renew",
+    "scenarios/tls-renew.toml",
+    "TLS-EXPIRY",
+    "requests failed across the renewal"
 )]
 #[case::al_cert_expired_only(
     "alert-cert-expired-only",
@@ -393,4 +406,58 @@ fn nginx_stop_sends_the_declared_stop_signal() {
         "in-flight requests cut by a fast stop show as resets: {}",
         v.measured
     );
+}
+
+/// tls-renew drives the load itself over HTTPS: every request of the load
+/// went to the TLS endpoint (a new, verified connection each), none failed.
+#[test]
+fn tls_renew_load_speaks_https_with_a_verifying_client() {
+    let (result, _) = run("fixtures/stacks/reference", "scenarios/tls-renew.toml");
+    assert_eq!(result.error, None);
+    let c = &result.history.connections;
+    assert!(c.tls && !c.keepalive, "{c:?}");
+    let n = result.history.requests.len() as u64;
+    assert!(n > 100, "{n} requests");
+    // One connection (TLS handshake) per request: none reused.
+    assert_eq!((c.opened, c.reused), (n, 0), "{c:?}");
+    assert!(
+        result.history.requests.iter().all(|r| r.ok()),
+        "every certificate served is valid:\n{}",
+        describe(&result)
+    );
+}
+
+/// The keep-alive race at reload is measured in the certification
+/// (reload-keepalive) and reported as a finding, never as a verdict. How many
+/// requests race the close varies (0 to about 6 per reload on loopback); what
+/// must hold is the shape of the evidence, and that whatever failed failed on
+/// a reused connection, with no response, after the reload signal.
+#[test]
+fn keepalive_reload_race_is_reported_as_a_finding() {
+    use chaosgate::load::reload_race::{FINDING_ID, measure};
+    let (result, _) = run("fixtures/stacks/reference", "scenarios/reload-keepalive.toml");
+    assert_eq!(result.error, None);
+    assert!(result.verdicts.is_empty(), "it judges nothing:\n{}", describe(&result));
+    let finding = result
+        .history
+        .findings
+        .iter()
+        .find(|f| f.id == FINDING_ID)
+        .unwrap_or_else(|| panic!("the finding: {:?}", result.history.findings));
+    for needle in [
+        "keep-alive HTTPS load (no retries) across 3 reload(s): ",
+        " requests in the reload windows failed (",
+        "per reload: `renewed` (signal SIGHUP) ",
+        " on a reused connection, ",
+        "must retry an idempotent request that fails on a reused connection",
+    ] {
+        assert!(finding.evidence.contains(needle), "{needle:?} not in {}", finding.evidence);
+    }
+    let race = measure(&result.history).expect("measured");
+    assert_eq!(race.reloads, 3, "{race:?}");
+    assert!(race.requests >= 300, "{race:?}");
+    assert!(race.total_reused > race.opened * 10, "keep-alive reuses connections: {race:?}");
+    assert_eq!(race.on_reused, race.failed, "{race:?}");
+    assert_eq!(race.no_response, race.failed, "{race:?}");
+    assert!(race.start_ms.iter().all(|t| *t >= 0.0), "{race:?}");
 }

@@ -5,8 +5,8 @@
 
 use crate::history::TransportError;
 use std::error::Error as _;
-use tokio_rustls::rustls;
 use std::io::ErrorKind;
+use tokio_rustls::rustls;
 
 pub fn classify(err: &reqwest::Error) -> TransportError {
     if err.is_timeout() {
@@ -45,4 +45,67 @@ pub fn classify(err: &reqwest::Error) -> TransportError {
         return TransportError::Truncated;
     }
     TransportError::Other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::certs::CertSet;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+
+    /// A TLS server on loopback presenting the run's `name` certificate; one
+    /// GET through a client that trusts only the run's CA and asks for `localhost`.
+    async fn get_through_tls(name: &str) -> Result<reqwest::Response, reqwest::Error> {
+        let dir = std::env::temp_dir().join(format!("chaosgate-classify-{}-{}", std::process::id(), fastrand::u32(..)));
+        let certs = CertSet::generate(&dir, "localhost").expect("certs");
+        let chain = vec![CertificateDer::from_pem_file(&certs.paths[name].cert).expect("cert")];
+        let key = PrivateKeyDer::from_pem_file(&certs.paths[name].key).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = [0u8; 1024];
+                        let _ = tls.read(&mut buf).await;
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                            .await;
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        let ca = reqwest::Certificate::from_pem(&certs.ca_pem().expect("ca")).expect("ca pem");
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([ca])
+            .resolve("localhost", addr)
+            .build()
+            .expect("client");
+        let answer = client.get(format!("https://localhost:{}/", addr.port())).send().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_refused_certificate_is_a_tls_failure() {
+        for name in ["wrong-host", "expired"] {
+            let err = get_through_tls(name).await.expect_err("the verifying client refuses it");
+            assert_eq!(classify(&err), TransportError::Tls, "{name}: {err:?}");
+        }
+        let ok = get_through_tls("valid").await.expect("the valid certificate is accepted");
+        assert_eq!(ok.status(), 200);
+    }
 }

@@ -127,7 +127,11 @@ impl ReloadRace {
                 self.reloads,
                 self.failed,
                 self.requests,
-                if self.requests == 0 { 0.0 } else { 100.0 * self.failed as f64 / self.requests as f64 },
+                if self.requests == 0 {
+                    0.0
+                } else {
+                    100.0 * self.failed as f64 / self.requests as f64
+                },
                 per.join(", "),
                 self.total_requests,
                 self.total_reused,
@@ -218,8 +222,17 @@ mod tests {
         assert_eq!(f.id, FINDING_ID);
         assert!(f.evidence.contains("keep-alive HTTPS load"), "{}", f.evidence);
         assert!(f.evidence.contains("3 of 1100 requests"), "{}", f.evidence);
-        assert!(f.evidence.contains("2 on a reused connection, 2 with no response at all (2 reset, 0 other)"), "{}", f.evidence);
-        assert!(f.evidence.contains("started 3.0..300.0 ms (median 5.0) after the reload signal"), "{}", f.evidence);
+        assert!(
+            f.evidence
+                .contains("2 on a reused connection, 2 with no response at all (2 reset, 0 other)"),
+            "{}",
+            f.evidence
+        );
+        assert!(
+            f.evidence.contains("started 3.0..300.0 ms (median 5.0) after the reload signal"),
+            "{}",
+            f.evidence
+        );
         assert!(f.evidence.contains("must retry an idempotent request"), "{}", f.evidence);
     }
 
