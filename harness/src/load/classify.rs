@@ -8,6 +8,19 @@ use std::error::Error as _;
 use std::io::ErrorKind;
 use tokio_rustls::rustls;
 
+/// An io::Error carrying a rustls error, possibly inside further io::Errors
+/// (hyper-util wraps tokio-rustls's; `source()` skips the wrapped errors).
+fn wraps_rustls(io: &std::io::Error) -> bool {
+    let mut inner = io.get_ref();
+    while let Some(e) = inner {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+    }
+    false
+}
+
 pub fn classify(err: &reqwest::Error) -> TransportError {
     if err.is_timeout() {
         return TransportError::Timeout;
@@ -20,7 +33,7 @@ pub fn classify(err: &reqwest::Error) -> TransportError {
             return TransportError::Tls;
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+            if wraps_rustls(io) {
                 return TransportError::Tls;
             }
             match io.kind() {
