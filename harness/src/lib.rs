@@ -9,6 +9,7 @@ pub mod history;
 pub mod input_error;
 pub mod interrupt;
 pub mod load;
+pub mod logging;
 pub mod manifest;
 pub mod nemesis;
 pub mod observe;

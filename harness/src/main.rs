@@ -10,11 +10,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // goose logs through `log`; keep it quiet unless asked.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("CHAOSGATE_LOG"))
-        .with_writer(std::io::stderr)
-        .try_init();
+    chaosgate::logging::init();
     match cli.command {
         Command::Run {
             scenarios,

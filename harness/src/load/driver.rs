@@ -372,6 +372,8 @@ pub enum LoadError {
 impl LoadHandle {
     /// Start the load against `base_url` in the background.
     pub fn start(spec: &LoadSpec, base_url: &str, shared: Arc<LoadShared>) -> Result<LoadHandle, LoadError> {
+        // Before goose looks for a logger, or it installs a noisy one of its own.
+        crate::logging::init();
         // A previous run in this process may have pulled the switch.
         goose::reset_killswitch();
         let g = |e: GooseError| LoadError::Goose(e.to_string());
