@@ -26,6 +26,18 @@ pub struct Timeline {
     pub windows: Vec<FaultWindow>,
     /// Service events (started, ready, signalled, exited), in time order.
     pub events: Vec<TimelineEvent>,
+    /// The state of each alert the stack declares, as its monitoring reported it.
+    #[serde(default)]
+    pub alerts: Vec<AlertStates>,
+}
+
+/// One declared alert over time: 1 firing, 0.5 pending, 0 inactive; `None`
+/// where the monitoring could not be read or did not know the rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertStates {
+    pub requirement: String,
+    pub alert: String,
+    pub states: Vec<(Micros, Option<f64>)>,
 }
 
 /// What happened in one time bucket.
@@ -195,7 +207,37 @@ pub fn timeline(history: &History, bucket_ms: u64) -> Timeline {
         buckets,
         windows: fault_windows(history, end),
         events: history.events.iter().map(timeline_event).collect(),
+        alerts: alert_states(history),
     }
+}
+
+fn alert_states(history: &History) -> Vec<AlertStates> {
+    let m = &history.monitoring;
+    let Some(declared) = &m.declared else { return Vec::new() };
+    if m.samples.is_empty() {
+        return Vec::new();
+    }
+    declared
+        .iter()
+        .map(|(requirement, d)| AlertStates {
+            requirement: requirement.clone(),
+            alert: d.alert.clone(),
+            states: m
+                .samples
+                .iter()
+                .map(|s| {
+                    let level = match s.rules.get(&d.alert).map(|r| r.state.as_str()) {
+                        Some("firing") => Some(1.0),
+                        _ if s.is_firing(&d.alert) => Some(1.0),
+                        Some("pending") => Some(0.5),
+                        Some("inactive") => Some(0.0),
+                        _ => None,
+                    };
+                    (s.at, level)
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// The time windows made of consecutive buckets where `predicate` holds,
@@ -309,6 +351,54 @@ fn timeline_event(event: &ServiceEvent) -> TimelineEvent {
 mod tests {
     use super::*;
     use crate::history::{ExitInfo, FaultDetail, FaultRecord, TransportError};
+
+    #[test]
+    fn declared_alerts_become_state_series() {
+        use crate::history::{AlertSample, DeclaredAlert, RuleState};
+        let mut h = History::default();
+        h.monitoring.declared = Some(
+            [(
+                "AL-CERT".to_string(),
+                DeclaredAlert {
+                    alert: "CertificateExpiringSoon".into(),
+                    query: None,
+                },
+            )]
+            .into(),
+        );
+        let sample = |at: Micros, state: Option<&str>| AlertSample {
+            at,
+            firing: Vec::new(),
+            rules: state
+                .map(|s| {
+                    [(
+                        "CertificateExpiringSoon".to_string(),
+                        RuleState {
+                            state: s.into(),
+                            evaluated_at: Some(at),
+                        },
+                    )]
+                    .into()
+                })
+                .unwrap_or_default(),
+            values: Default::default(),
+            error: None,
+        };
+        h.monitoring.samples = vec![
+            sample(1_000, None),
+            sample(2_000, Some("inactive")),
+            sample(3_000, Some("pending")),
+            sample(4_000, Some("firing")),
+        ];
+        let t = timeline(&h, 1_000);
+        assert_eq!(t.alerts.len(), 1);
+        assert_eq!(t.alerts[0].requirement, "AL-CERT");
+        assert_eq!(
+            t.alerts[0].states,
+            vec![(1_000, None), (2_000, Some(0.0)), (3_000, Some(0.5)), (4_000, Some(1.0))]
+        );
+        assert!(timeline(&History::default(), 1_000).alerts.is_empty());
+    }
 
     fn request(start_ms: u64, end_ms: u64, status: u16, version: u16) -> RequestRecord {
         RequestRecord {

@@ -46,7 +46,7 @@ const AXIS: RGBColor = RGBColor(107, 114, 128);
 /// One chart, ready for the page.
 #[derive(Debug, Serialize)]
 pub(crate) struct Chart {
-    /// Stable name for the page and its tests: `throughput`, `latency`, `in-flight`, `versions`.
+    /// Stable name for the page and its tests: `throughput`, `latency`, `in-flight`, `versions`, `alerts`.
     pub name: &'static str,
     pub title: String,
     /// The SVG document, or empty when drawing failed (then `error` says why).
@@ -97,6 +97,9 @@ pub(crate) fn scenario_charts(timeline: &Timeline) -> Vec<Chart> {
     let mut specs = vec![throughput(timeline), latency(timeline), in_flight(timeline)];
     if timeline.has_several_versions() {
         specs.push(versions(timeline));
+    }
+    if !timeline.alerts.is_empty() {
+        specs.push(alerts(timeline));
     }
     specs.into_iter().map(|spec| draw(timeline, spec)).collect()
 }
@@ -196,6 +199,32 @@ fn versions(t: &Timeline) -> Spec {
         y_desc: "% of requests",
         y_max: Some(100.0),
         series: stacked,
+        label_events: false,
+    }
+}
+
+/// The stack's own alerts (its monitoring's rule states) on the same time
+/// axis as the faults, so a reader sees how long after a swap an alert fired.
+fn alerts(t: &Timeline) -> Spec {
+    Spec {
+        name: "alerts",
+        title: "Alerts the stack's monitoring reported (1 firing, 0.5 pending, 0 inactive)".into(),
+        y_desc: "state",
+        y_max: Some(1.0),
+        series: t
+            .alerts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let points = a.states.iter().map(|(at, v)| (*at as f64 / 1e6, *v)).collect();
+                series(
+                    &format!("{} ({})", a.alert, a.requirement),
+                    VERSIONS[i % VERSIONS.len()],
+                    Shape::Line,
+                    points,
+                )
+            })
+            .collect(),
         label_events: false,
     }
 }
