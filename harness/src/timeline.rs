@@ -316,7 +316,17 @@ pub fn record_end(history: &History) -> Micros {
     requests.chain(probes).chain(events).chain(faults).chain(load).max().unwrap_or(0)
 }
 
+/// A fault never healed lasts until the next fault on the same service
+/// supersedes it (a certificate swapped again, say), else to the end.
 fn fault_windows(history: &History, end: Micros) -> Vec<FaultWindow> {
+    let superseded_at = |f: &crate::history::FaultRecord| {
+        history
+            .faults
+            .iter()
+            .filter(|g| g.service == f.service && g.injected_at > f.injected_at)
+            .map(|g| g.injected_at)
+            .min()
+    };
     history
         .faults
         .iter()
@@ -325,7 +335,7 @@ fn fault_windows(history: &History, end: Micros) -> Vec<FaultWindow> {
             label: f.label.clone(),
             service: f.service.clone(),
             from: f.injected_at,
-            to: f.healed_at.unwrap_or(end).max(f.injected_at),
+            to: f.healed_at.or_else(|| superseded_at(f)).unwrap_or(end).max(f.injected_at),
             healed: f.healed_at.is_some(),
             landed: f.landed,
         })
@@ -569,6 +579,28 @@ mod tests {
                 (5, EventKind::Started, "started (pid 7)"),
                 (3_500_000, EventKind::Exited, "exit status 0")
             ]
+        );
+    }
+
+    #[test]
+    fn a_fault_never_healed_ends_where_the_next_on_its_service_begins() {
+        let mut h = history(vec![request(0, 9_000, 200, 1)]);
+        let swap = |index, service: &str, injected_at| FaultRecord {
+            index,
+            label: format!("swap {index}"),
+            service: service.to_string(),
+            injected_at,
+            healed_at: None,
+            landed: true,
+            proof: String::new(),
+            detail: FaultDetail::Pause { resumed_at: None },
+        };
+        h.faults = vec![swap(0, "nginx", 1_000_000), swap(1, "app", 2_000_000), swap(2, "nginx", 5_000_000)];
+        let t = timeline(&h, 1_000);
+        let w: Vec<_> = t.windows.iter().map(|w| (w.from, w.to, w.healed)).collect();
+        assert_eq!(
+            w,
+            vec![(1_000_000, 5_000_000, false), (2_000_000, 9_000_000, false), (5_000_000, 9_000_000, false)]
         );
     }
 
