@@ -600,7 +600,11 @@ mod tests {
         let w: Vec<_> = t.windows.iter().map(|w| (w.from, w.to, w.healed)).collect();
         assert_eq!(
             w,
-            vec![(1_000_000, 5_000_000, false), (2_000_000, 9_000_000, false), (5_000_000, 9_000_000, false)]
+            vec![
+                (1_000_000, 5_000_000, false),
+                (2_000_000, 9_000_000, false),
+                (5_000_000, 9_000_000, false)
+            ]
         );
     }
 
