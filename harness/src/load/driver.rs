@@ -418,7 +418,9 @@ impl LoadHandle {
             .map_err(g)?
             .set_default(GooseDefault::NoErrorSummary, true)
             .map_err(g)?
-            .set_default(GooseDefault::NoResetMetrics, true)
+            // With the reset on and metrics display off, goose prints nothing once
+            // all users are up; with it off it printed "All N users launched." on stdout.
+            .set_default(GooseDefault::NoResetMetrics, false)
             .map_err(g)?
             .set_default(GooseDefault::Quiet, 1)
             .map_err(g)?
