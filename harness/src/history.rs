@@ -587,12 +587,84 @@ pub struct RedisRecord {
     /// The worker's declared visibility timeout.
     #[serde(default)]
     pub visibility_timeout_ms: Option<u64>,
-    /// What the tasks said ran them (`worker` in their events: "celery", "refstack", ...).
+    /// What the worker said it is, from its worker-* events ("py-celery 5.7.0", "refstack-worker 0.1.0").
     #[serde(default)]
     pub worker_kind: Option<String>,
     /// Where each task that never finished was found in Redis at the end.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub lost_whereabouts: std::collections::BTreeMap<String, LostWhere>,
+    /// What the harness saw of Celery's event stream on the broker.
+    #[serde(default)]
+    pub celery: CeleryEventsRecord,
+}
+
+/// Celery's own event stream, as Flower reads it: kombu's fanout exchange
+/// `celeryev` over Redis pub/sub. Task events are folded into the
+/// [`TaskRecord`]s; this keeps what the stream said about itself.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CeleryEventsRecord {
+    /// Whether the harness watched the stream in this scenario at all.
+    #[serde(default)]
+    pub watched: bool,
+    /// When the harness's subscription was up: (subscribed, lost). A task
+    /// event published while it was down was not seen.
+    #[serde(default)]
+    pub subscriptions: Vec<(Micros, Option<Micros>)>,
+    /// How many events of each type arrived ("task-started" -> 480).
+    #[serde(default)]
+    pub counts: std::collections::BTreeMap<String, u64>,
+    /// worker-online, worker-heartbeat and worker-offline, in order.
+    #[serde(default)]
+    pub workers: Vec<WorkerEvent>,
+    /// Messages on the exchange that were not a Celery event.
+    #[serde(default)]
+    pub undecodable: u64,
+    /// Task events about tasks the harness did not enqueue (a stack's own tasks).
+    #[serde(default)]
+    pub foreign_tasks: u64,
+}
+
+impl CeleryEventsRecord {
+    /// Task events (task-*) seen, of any type.
+    pub fn task_events(&self) -> u64 {
+        self.counts.iter().filter(|(k, _)| k.starts_with("task-")).map(|(_, n)| n).sum()
+    }
+
+    /// Whether the subscription was down at some moment in `[from, to]`.
+    pub fn gap_within(&self, from: Micros, to: Micros) -> Option<(Micros, Micros)> {
+        let mut windows = self.subscriptions.clone();
+        windows.sort();
+        let mut covered_until = from;
+        for (up, down) in windows {
+            if up > covered_until {
+                return Some((covered_until, up.min(to)));
+            }
+            match down {
+                Some(d) if d < to => covered_until = covered_until.max(d),
+                _ => return None,
+            }
+            if covered_until >= to {
+                return None;
+            }
+        }
+        (covered_until < to).then_some((covered_until, to))
+    }
+}
+
+/// One worker-* event from the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerEvent {
+    pub at: Micros,
+    pub hostname: String,
+    /// "worker-online", "worker-heartbeat", "worker-offline".
+    pub kind: String,
+    pub pid: u32,
+    /// Tasks the worker said were active (heartbeats carry it).
+    #[serde(default)]
+    pub active: Option<u64>,
+    /// What the worker says it is (`sw_ident sw_ver`: "py-celery 5.7.0").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software: Option<String>,
 }
 
 /// Where an unfinished task was at the end of the run: the difference between
@@ -606,6 +678,11 @@ pub enum LostWhere {
     Unacknowledged,
     /// Started (its start event is there), never finished, and in neither place.
     StartedNeverFinished,
+    /// Ran and failed (task-failed), never succeeded afterwards.
+    Failed,
+    /// In no list, not unacknowledged, and no finish seen, but the harness's
+    /// event subscription was down while it could have finished: not known.
+    Unobserved,
     /// In no list, not unacknowledged, never started: taken from the queue
     /// and lost in delivery (popped, but the reply never reached the worker or
     /// the worker died before recording it as unacknowledged).
@@ -618,6 +695,8 @@ impl LostWhere {
             LostWhere::Queued => "still queued",
             LostWhere::Unacknowledged => "delivered, unacknowledged (awaits the visibility timeout)",
             LostWhere::StartedNeverFinished => "started, never finished, in no queue",
+            LostWhere::Failed => "failed (task-failed), never retried to success",
+            LostWhere::Unobserved => "not seen to finish while the harness's event subscription was down",
             LostWhere::TakenNeverRun => "taken from the queue and never run (in no list, not unacknowledged)",
         }
     }
@@ -627,12 +706,20 @@ impl LostWhere {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub id: String,
-    /// The standard's priority (10 high).
+    /// The standard's priority (10 high) the harness asked for; 0 for a
+    /// task the harness did not enqueue (seen only on the broker).
     pub priority: u8,
     pub enqueued_at: Micros,
-    /// (time, worker pid) of each start; more than one means it ran again.
+    /// (time, worker pid) of each start (Celery's task-started); more than
+    /// one means it ran again.
     pub starts: Vec<(Micros, u32)>,
+    /// (time, worker pid) of each success (task-succeeded).
     pub finishes: Vec<(Micros, u32)>,
+    /// (time, worker pid) of each failure (task-failed), and the last exception.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<(Micros, u32)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception: Option<String>,
 }
 
 /// Queue length at one moment.

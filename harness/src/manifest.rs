@@ -330,7 +330,8 @@ fn parse_stop_signal(name: &str) -> Result<nix::sys::signal::Signal, String> {
 }
 
 /// `[services.<worker>.worker]`: the broker queue, how tasks are enqueued,
-/// where tasks record their start and finish, and the worker's settings.
+/// and the worker's settings. What tasks do is read from Celery's own event
+/// stream (`events_exchange`), as Flower reads it, and from kombu's lists.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerDecl {
@@ -339,10 +340,11 @@ pub struct WorkerDecl {
     pub queue: String,
     /// Variable holding the worker's concurrency (the standard: CELERY_WORKER_CONCURRENCY).
     pub concurrency_env: String,
-    /// Service, port and path of the endpoint that enqueues one task (POST, `?priority=N&ms=M`, JSON body with `id`).
+    /// The endpoint that enqueues one task (POST), and where its answer names the task id.
     pub enqueue: EnqueueDecl,
-    /// Redis list where each task appends `{"id", "event": "start"|"finish", "pid", "at_us"}`.
-    pub events_key: String,
+    /// Celery's event exchange (`event_exchange`, default "celeryev").
+    #[serde(default = "default_events_exchange")]
+    pub events_exchange: String,
     /// After this long an unacknowledged task is delivered again.
     pub visibility_timeout_s: f64,
     /// The Redis hash of delivered, unacknowledged messages (kombu's default: "unacked").
@@ -358,12 +360,50 @@ fn default_queue() -> String {
     "celery".into()
 }
 
+fn default_events_exchange() -> String {
+    "celeryev".into()
+}
+
+/// `enqueue = { service, port, path, task_id }`: POST `path` enqueues one
+/// task. `{priority}` (the standard's 1-10) and `{ms}` (how long the task
+/// should take) in `path` are filled in by the harness; `task_id` is the JSON
+/// pointer to the task id in the 2xx answer, which ties the answer to the
+/// task the broker shows.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueDecl {
     pub service: String,
     pub port: String,
     pub path: String,
+    #[serde(default = "default_task_id_pointer")]
+    pub task_id: String,
+}
+
+fn default_task_id_pointer() -> String {
+    "/id".into()
+}
+
+impl EnqueueDecl {
+    /// The path to POST for one task of `priority` taking `ms`.
+    pub fn path_for(&self, priority: u8, ms: u64) -> String {
+        self.path
+            .replace("{priority}", &priority.to_string())
+            .replace("{ms}", &ms.to_string())
+    }
+
+    /// The route alone (no query, no placeholders), to recognise load requests to it.
+    pub fn route(&self) -> &str {
+        self.path.split('?').next().unwrap_or_default()
+    }
+
+    /// The task id in an answer's JSON body, by the declared pointer.
+    pub fn task_id_in(&self, answer: &serde_json::Value) -> Option<String> {
+        match answer.pointer(&self.task_id)? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
 }
 
 /// A write endpoint and the Redis key its acknowledged write lands in:
@@ -404,12 +444,55 @@ impl Role {
 }
 
 /// How the harness knows a service is ready.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ReadyCheck {
     /// An HTTP GET on the named port answers 2xx.
     Http { http: String, port: String },
     /// A TCP connection to the named port succeeds.
     Tcp { tcp: String },
+    /// The service's own output (stdout and stderr) has a line matching
+    /// this regular expression since it was started (Celery: `ready\.`).
+    Log { pattern: regex::Regex },
+}
+
+impl PartialEq for ReadyCheck {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ReadyCheck::Http { http: a, port: p }, ReadyCheck::Http { http: b, port: q }) => a == b && p == q,
+            (ReadyCheck::Tcp { tcp: a }, ReadyCheck::Tcp { tcp: b }) => a == b,
+            (ReadyCheck::Log { pattern: a }, ReadyCheck::Log { pattern: b }) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ReadyCheck {}
+
+impl ReadyCheck {
+    /// The port the check talks to, if it talks to one.
+    pub fn port(&self) -> Option<&str> {
+        match self {
+            ReadyCheck::Http { port, .. } => Some(port),
+            ReadyCheck::Tcp { tcp } => Some(tcp),
+            ReadyCheck::Log { .. } => None,
+        }
+    }
+
+    /// The HTTP path, for a check that GETs one.
+    pub fn http_path(&self) -> Option<&str> {
+        match self {
+            ReadyCheck::Http { http, .. } => Some(http),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ReadyCheck::Tcp { tcp } => format!("TCP connect to port `{tcp}`"),
+            ReadyCheck::Http { http, port } => format!("GET {http} on port `{port}` answering 2xx"),
+            ReadyCheck::Log { pattern } => format!("a line of its output matching `{}`", pattern.as_str()),
+        }
+    }
 }
 
 /// `ready = { ... }` as written: one struct rather than an untagged enum, so a
@@ -417,7 +500,7 @@ pub enum ReadyCheck {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = r#"{ http = "/path", port = "<port name>" } or { tcp = "<port name>" }"#
+    expecting = r#"{ http = "/path", port = "<port name>" }, { tcp = "<port name>" } or { log = "<regex>" }"#
 )]
 struct RawReady {
     #[serde(default)]
@@ -426,19 +509,25 @@ struct RawReady {
     port: Option<String>,
     #[serde(default)]
     tcp: Option<String>,
+    #[serde(default)]
+    log: Option<String>,
 }
 
 impl RawReady {
-    const EXPECTED: &str = "expected { http = \"/path\", port = \"<port name>\" } or { tcp = \"<port name>\" }";
+    const EXPECTED: &str = "expected { http = \"/path\", port = \"<port name>\" }, { tcp = \"<port name>\" } or { log = \"<regex>\" }";
 
-    fn check(&self) -> Option<ReadyCheck> {
-        match (&self.http, &self.port, &self.tcp) {
-            (Some(http), Some(port), None) => Some(ReadyCheck::Http {
+    /// The check, or what is wrong with it.
+    fn check(&self) -> Result<ReadyCheck, String> {
+        match (&self.http, &self.port, &self.tcp, &self.log) {
+            (Some(http), Some(port), None, None) => Ok(ReadyCheck::Http {
                 http: http.clone(),
                 port: port.clone(),
             }),
-            (None, None, Some(tcp)) => Some(ReadyCheck::Tcp { tcp: tcp.clone() }),
-            _ => None,
+            (None, None, Some(tcp), None) => Ok(ReadyCheck::Tcp { tcp: tcp.clone() }),
+            (None, None, None, Some(log)) => regex::Regex::new(log)
+                .map(|pattern| ReadyCheck::Log { pattern })
+                .map_err(|e| format!("expected a regular expression in `log`: {e}")),
+            _ => Err(Self::EXPECTED.into()),
         }
     }
 }
@@ -816,12 +905,10 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         }
         let port_known = |p: &str| s.ports.iter().any(|x| x == p);
         match s.ready.get_ref().check() {
-            Some(ready) => {
-                let ready_port = match &ready {
-                    ReadyCheck::Http { port, .. } => port,
-                    ReadyCheck::Tcp { tcp } => tcp,
-                };
-                if !port_known(ready_port) {
+            Ok(ready) => {
+                if let Some(ready_port) = ready.port()
+                    && !port_known(ready_port)
+                {
                     errors.push(err(
                         s.ready.span(),
                         format!("services.{name}.ready"),
@@ -830,7 +917,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                 }
                 readies.insert(name.clone(), ready);
             }
-            None => errors.push(err(s.ready.span(), format!("services.{name}.ready"), RawReady::EXPECTED.into())),
+            Err(expected) => errors.push(err(s.ready.span(), format!("services.{name}.ready"), expected)),
         }
         if let Some(h) = &s.health
             && !port_known(&h.get_ref().port)

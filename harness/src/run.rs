@@ -5,7 +5,7 @@ use crate::history::{Recorder, RunClock};
 use crate::input_error::{InputError, InputErrors};
 use crate::interrupt;
 use crate::load::{LoadHandle, LoadShared, LoadTls};
-use crate::manifest::{Manifest, ReadyCheck, Role};
+use crate::manifest::{Manifest, Role};
 use crate::nemesis::{Nemesis, schedule::run_schedule};
 use crate::observe::health::{HealthProber, HealthTarget};
 use crate::progress::Progress;
@@ -302,10 +302,12 @@ fn load_tls(manifest: &Manifest, scenario: &Scenario, plan: &StackPlan, backend:
 
 fn load_base_url(manifest: &Manifest, scenario: &Scenario, backend: &dyn Backend) -> Option<String> {
     let svc = manifest.resolve(&scenario.load.target)?;
-    let port = scenario.load.port.clone().unwrap_or_else(|| match &svc.ready {
-        ReadyCheck::Http { port, .. } => port.clone(),
-        ReadyCheck::Tcp { tcp } => tcp.clone(),
-    });
+    let port = scenario
+        .load
+        .port
+        .clone()
+        .or_else(|| svc.ready.port().map(str::to_string))
+        .or_else(|| svc.ports.first().cloned())?;
     backend.endpoint(&svc.name, &port).map(|a| format!("http://{a}"))
 }
 
@@ -445,6 +447,14 @@ async fn scenario_body(
     display.phase("starting the stack");
     let healthy = backend.start_all(Duration::from_secs_f64(manifest.stack.ready_timeout_s)).await?;
     display.line(format!("stack healthy after {} ms", healthy.as_millis()));
+    let judges_redis_or_tasks = scenario
+        .covers
+        .iter()
+        .any(|id| id.starts_with("RD-") || id.starts_with("CW-") || id == "GS-WORKER");
+    // Celery's event stream, from before the first task to the end (tasks as Flower sees them).
+    let celery = judges_redis_or_tasks
+        .then(|| crate::observe::redis_state::watch_celery(manifest, plan, recorder))
+        .flatten();
     let prober = health_target(manifest, scenario, backend)
         .map(|t| HealthProber::start(t, Duration::from_millis(scenario.probes.interval_ms), recorder.clone()));
     // The stack's alerts, when it declares where they live (AL-* checks, and the nemesis waits on them).
@@ -459,11 +469,7 @@ async fn scenario_body(
         Some(tls) => tls.base_url(),
         None => load_base_url(manifest, scenario, backend).unwrap_or_default(),
     };
-    let worker_enqueue = manifest
-        .services
-        .iter()
-        .find_map(|s| s.worker.as_ref())
-        .map(|w| w.enqueue.path.as_str());
+    let worker_enqueue = manifest.services.iter().find_map(|s| s.worker.as_ref()).map(|w| &w.enqueue);
     let shared = Arc::new(
         LoadShared::new(&scenario.load, seed, manifest.stack.version_header.clone(), recorder.clone())
             .with_task_endpoint(worker_enqueue)
@@ -505,13 +511,9 @@ async fn scenario_body(
     if let Some(a) = alerts {
         a.stop().await;
     }
-    if scenario
-        .covers
-        .iter()
-        .any(|id| id.starts_with("RD-") || id.starts_with("CW-") || id == "GS-WORKER")
-    {
+    if judges_redis_or_tasks {
         display.phase("reading Redis's state");
-        crate::observe::redis_state::observe_after_faults(manifest, plan, recorder).await;
+        crate::observe::redis_state::observe_after_faults(manifest, plan, celery, recorder).await;
     }
     Ok(healthy)
 }

@@ -102,6 +102,8 @@ pub struct LoadShared {
     clients: Mutex<Vec<Arc<AtomicU64>>>,
     reused: AtomicU64,
     failed_on_reused: Mutex<Vec<Micros>>,
+    /// The worker's enqueue endpoint, when load requests go to it.
+    enqueue: Option<crate::manifest::EnqueueDecl>,
 }
 
 /// Decrements the in-flight count however the request ends (even if goose
@@ -171,6 +173,7 @@ impl LoadShared {
             clients: Mutex::new(Vec::new()),
             reused: AtomicU64::new(0),
             failed_on_reused: Mutex::new(Vec::new()),
+            enqueue: None,
         }
     }
 
@@ -222,26 +225,29 @@ impl LoadShared {
         }
     }
 
-    /// Record the tasks that load requests to `path` (the worker's enqueue
-    /// endpoint, POST) enqueue, from the `id` in each 2xx answer.
-    pub fn with_task_endpoint(mut self, path: Option<&str>) -> Self {
-        if let Some(path) = path {
+    /// Record the tasks that load requests to the worker's enqueue endpoint
+    /// (POST to its route) enqueue: the id the declared JSON pointer finds in
+    /// each 2xx answer, and the priority the request asked for (`priority=`).
+    pub fn with_task_endpoint(mut self, enqueue: Option<&crate::manifest::EnqueueDecl>) -> Self {
+        if let Some(decl) = enqueue {
             for r in &mut self.requests {
                 let route = r.path.split('?').next().unwrap_or_default();
-                r.enqueues_task = r.method == GooseMethod::Post && route == path;
+                r.enqueues_task = r.method == GooseMethod::Post && route == decl.route();
             }
+            self.enqueue = Some(decl.clone());
         }
         self
     }
 
-    fn record_task(&self, body: &[u8], enqueued_at: u64) {
+    fn record_task(&self, spec_path: &str, body: &[u8], enqueued_at: u64) {
+        let Some(decl) = &self.enqueue else { return };
         let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
             return;
         };
-        if let Some(id) = answer["id"].as_str() {
+        if let Some(id) = decl.task_id_in(&answer) {
             self.recorder.task_enqueued(TaskRecord {
-                id: id.to_string(),
-                priority: answer["priority"].as_u64().map_or(0, |p| p.min(u8::MAX as u64) as u8),
+                id,
+                priority: query_priority(spec_path).unwrap_or(0),
                 enqueued_at,
                 ..TaskRecord::default()
             });
@@ -311,7 +317,7 @@ impl LoadShared {
                             if expected.is_some_and(|n| n != body.len() as u64) {
                                 record.error = TransportError::Truncated;
                             } else if spec.enqueues_task && (200..300).contains(&record.status) {
-                                self.record_task(&body, start);
+                                self.record_task(&spec.path, &body, start);
                             }
                         }
                         Err(e) => {
@@ -451,4 +457,13 @@ impl LoadHandle {
         self.shared.recorder.load_window(self.started_at, end);
         self.shared.recorder.load_connections(self.shared.connections());
     }
+}
+
+/// The `priority=N` a request path asks for (the standard's 1-10).
+fn query_priority(path: &str) -> Option<u8> {
+    let query = path.split_once('?')?.1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("priority="))
+        .and_then(|v| v.parse().ok())
 }

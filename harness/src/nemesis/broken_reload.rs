@@ -57,10 +57,7 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
         None => None,
     };
     let client = probe_client(Duration::from_secs(2));
-    let ready_path = match &svc.ready {
-        crate::manifest::ReadyCheck::Http { http, .. } => http.clone(),
-        crate::manifest::ReadyCheck::Tcp { .. } => "/".into(),
-    };
+    let ready_path = svc.ready.http_path().unwrap_or("/").to_string();
     let mut served_after = 0;
     for _ in 0..10 {
         if (200..300).contains(&get(&client, addr, &ready_path, None).await.status) {

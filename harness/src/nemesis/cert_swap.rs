@@ -180,10 +180,7 @@ fn https_loop(n: &Nemesis<'_>, svc: &crate::manifest::Service, stop: Arc<AtomicB
     let tls = n.manifest.tls.as_ref()?;
     let addr = n.backend.endpoint(&tls.service, &tls.port)?;
     let ca = reqwest::Certificate::from_pem(&n.plan.certs.as_ref()?.ca_pem().ok()?).ok()?;
-    let path = match &svc.ready {
-        crate::manifest::ReadyCheck::Http { http, .. } => http.clone(),
-        crate::manifest::ReadyCheck::Tcp { .. } => "/".into(),
-    };
+    let path = svc.ready.http_path().unwrap_or("/").to_string();
     let client = reqwest::Client::builder()
         .no_proxy()
         .tls_certs_only([ca])

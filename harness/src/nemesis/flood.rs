@@ -43,25 +43,25 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> F
     let mut failures = Vec::new();
     for _ in 0..count {
         let priority = PRIORITIES[rng.usize(..PRIORITIES.len())];
-        let url = format!(
-            "http://{addr}{}?priority={priority}&ms={task_ms}&queue={}",
-            decl.enqueue.path, decl.queue
-        );
+        let url = format!("http://{addr}{}", decl.enqueue.path_for(priority, task_ms));
         let at = n.now();
         match client.post(&url).send().await {
             Ok(resp) if resp.status().is_success() => {
                 let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                match body["id"].as_str() {
+                match decl.enqueue.task_id_in(&body) {
                     Some(id) => {
                         accepted += 1;
                         n.recorder.task_enqueued(TaskRecord {
-                            id: id.to_string(),
+                            id,
                             priority,
                             enqueued_at: at,
                             ..TaskRecord::default()
                         });
                     }
-                    None => failures.push(format!("2xx without an id: {body}")),
+                    None => failures.push(format!(
+                        "2xx without a task id at `{}` (the manifest's enqueue.task_id): {body}",
+                        decl.enqueue.task_id
+                    )),
                 }
             }
             Ok(resp) => failures.push(format!("status {}", resp.status().as_u16())),

@@ -18,10 +18,7 @@ pub fn proxy_service<'m>(n: &Nemesis<'m>, target: &str) -> Option<(&'m Service, 
 
 /// Address of the proxy's plain-HTTP (ready) port.
 pub fn http_addr(n: &Nemesis<'_>, svc: &Service) -> Option<SocketAddr> {
-    let port = match &svc.ready {
-        crate::manifest::ReadyCheck::Http { port, .. } => port,
-        crate::manifest::ReadyCheck::Tcp { tcp } => tcp,
-    };
+    let port = svc.ready.port().or(svc.ports.first().map(String::as_str))?;
     n.backend.endpoint(&svc.name, port)
 }
 

@@ -2,6 +2,7 @@
 //! of its clients, the kernel's view of sockets and processes.
 
 pub mod backend_metrics;
+pub mod celery_events;
 pub mod health;
 pub mod http;
 pub mod prometheus;

@@ -4,8 +4,9 @@
 //! Both run after the faults, with the load stopped, and only record: the
 //! checkers judge later from the history.
 
-use crate::history::{AckedWrite, Finding, LostWhere, Micros, QueueSample, RedisSample, WriteAudit};
+use crate::history::{AckedWrite, Finding, LostWhere, Micros, QueueSample, RedisSample, TaskRecord, WriteAudit};
 use crate::manifest::Manifest;
+use crate::observe::celery_events::{CeleryWatch, Watched};
 use crate::stack::render::StackPlan;
 use redis::aio::MultiplexedConnection;
 use std::collections::BTreeMap;
@@ -256,82 +257,102 @@ pub async fn queue_sample(t: &RedisTarget, queue: &str, unacked_key: &str, at: M
     })
 }
 
-/// One event a task wrote about itself.
-#[derive(Debug, serde::Deserialize)]
-struct TaskEvent {
-    id: String,
-    event: String,
-    pid: u32,
-    at_us: u64,
-    #[serde(default)]
-    worker: Option<String>,
+/// Start watching Celery's event stream on the broker, when the stack has a worker.
+pub fn watch_celery(manifest: &Manifest, plan: &StackPlan, recorder: &crate::history::Recorder) -> Option<CeleryWatch> {
+    let decl = manifest.services.iter().find_map(|s| s.worker.as_ref())?;
+    let target = targets(manifest, plan).into_iter().next()?;
+    Some(CeleryWatch::start(target, &decl.events_exchange, recorder.clock.clone()))
 }
 
 /// Wait (bounded) until every enqueued task has finished and the queue is
-/// empty, sampling the queue; then attach the tasks' own events to them.
-pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, recorder: &crate::history::Recorder) {
+/// empty, sampling the queue; then fold the Celery events into the tasks.
+pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, watch: Option<CeleryWatch>, recorder: &crate::history::Recorder) {
     let Some(decl) = manifest.services.iter().find_map(|s| s.worker.as_ref()) else {
         return;
     };
     let enqueued: Vec<String> = recorder.with_redis(|r| r.tasks.iter().map(|t| t.id.clone()).collect());
-    if enqueued.is_empty() {
-        return;
-    }
-    // Wall clock -> run clock: both read now.
-    let wall_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    let offset = wall_now.saturating_sub(recorder.clock.now());
     // Redelivery after a kill waits for the visibility timeout: wait a little longer than that.
     let wait = Duration::from_secs_f64((decl.visibility_timeout_s * 2.0 + 5.0).min(60.0));
     let deadline = Instant::now() + wait;
-    let mut events: Vec<TaskEvent> = Vec::new();
-    loop {
-        if let Some(q) = queue_sample(t, &decl.queue, &decl.unacked_key, recorder.clock.now()).await {
+    // Nothing queued, nothing unacknowledged and no event for this long: nothing more will come.
+    const QUIET: Duration = Duration::from_secs(3);
+    let mut last_change = (Instant::now(), 0usize);
+    while !enqueued.is_empty() {
+        let q = queue_sample(t, &decl.queue, &decl.unacked_key, recorder.clock.now()).await;
+        if let Some(q) = q {
             recorder.queue_sample(q);
         }
-        if let Ok(mut conn) = connect_as_client(t).await
-            && let Ok(lines) = redis::cmd("LRANGE")
-                .arg(&decl.events_key)
-                .arg(0)
-                .arg(-1)
-                .query_async::<Vec<String>>(&mut conn)
-                .await
-        {
-            events = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        }
-        let finished: std::collections::HashSet<&str> = events.iter().filter(|e| e.event == "finish").map(|e| e.id.as_str()).collect();
+        let events = watch.as_ref().map(|w| w.task_events()).unwrap_or_default();
+        let finished: std::collections::HashSet<&str> = events
+            .iter()
+            .filter(|e| e.kind == "task-succeeded")
+            .map(|e| e.uuid.as_str())
+            .collect();
         if enqueued.iter().all(|id| finished.contains(id.as_str())) || Instant::now() >= deadline {
+            break;
+        }
+        if events.len() != last_change.1 {
+            last_change = (Instant::now(), events.len());
+        }
+        let idle = q.is_some_and(|q| q.total == 0 && q.reserved.unwrap_or(0) == 0);
+        if idle && last_change.0.elapsed() >= QUIET {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let to_run = |us: u64| us.saturating_sub(offset);
-    recorder.with_redis(|r| {
-        r.worker_kind = events.iter().find_map(|e| e.worker.clone());
-        for e in &events {
-            if let Some(task) = r.tasks.iter_mut().find(|t| t.id == e.id) {
-                let entry = (to_run(e.at_us), e.pid);
-                match e.event.as_str() {
-                    "start" => task.starts.push(entry),
-                    "finish" => task.finishes.push(entry),
-                    _ => {}
-                }
-            }
-        }
-    });
+    let watched = watch.map(|w| w.stop(recorder.clock.now())).unwrap_or_default();
+    recorder.with_redis(|r| fold_events(r, watched));
     locate_unfinished(t, decl, recorder).await;
+}
+
+/// Put each task event on its task; a task the harness did not enqueue
+/// (the stack's own) gets a record of its own, with priority 0 (unknown).
+fn fold_events(r: &mut crate::history::RedisRecord, watched: Watched) {
+    let mut index: std::collections::HashMap<String, usize> = r.tasks.iter().enumerate().map(|(i, t)| (t.id.clone(), i)).collect();
+    let mut events = watched.tasks;
+    events.sort_by_key(|e| e.at);
+    r.celery = watched.record;
+    r.worker_kind = r.celery.workers.iter().find_map(|w| w.software.clone());
+    for e in events {
+        let i = match index.get(&e.uuid) {
+            Some(i) => *i,
+            None => {
+                r.celery.foreign_tasks += 1;
+                r.tasks.push(TaskRecord {
+                    id: e.uuid.clone(),
+                    enqueued_at: e.at,
+                    ..TaskRecord::default()
+                });
+                index.insert(e.uuid.clone(), r.tasks.len() - 1);
+                r.tasks.len() - 1
+            }
+        };
+        let task = &mut r.tasks[i];
+        match e.kind.as_str() {
+            "task-started" => task.starts.push((e.at, e.pid)),
+            "task-succeeded" => task.finishes.push((e.at, e.pid)),
+            "task-failed" => {
+                task.failures.push((e.at, e.pid));
+                task.exception = e.exception;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// For every task that never finished, look where it is in Redis: still in a
 /// queue list, in the unacknowledged hash, or nowhere (lost in delivery).
 async fn locate_unfinished(t: &RedisTarget, decl: &crate::manifest::WorkerDecl, recorder: &crate::history::Recorder) {
-    let unfinished: Vec<(String, bool)> = recorder.with_redis(|r| {
+    let now = recorder.clock.now();
+    // (id, started, failed, a gap in the event subscription since it was enqueued)
+    let unfinished: Vec<(String, bool, bool, bool)> = recorder.with_redis(|r| {
         r.tasks
             .iter()
             .filter(|t| t.finishes.is_empty())
-            .map(|t| (t.id.clone(), !t.starts.is_empty()))
+            .map(|t| {
+                let gap = r.celery.gap_within(t.enqueued_at, now).is_some();
+                (t.id.clone(), !t.starts.is_empty(), !t.failures.is_empty(), gap)
+            })
             .collect()
     });
     if unfinished.is_empty() {
@@ -360,11 +381,15 @@ async fn locate_unfinished(t: &RedisTarget, decl: &crate::manifest::WorkerDecl, 
     // Messages carry the task id in their headers; a substring match is enough for a UUID.
     let found = |id: &str, messages: &[String]| messages.iter().any(|m| m.contains(id));
     recorder.with_redis(|r| {
-        for (id, started) in &unfinished {
+        for (id, started, failed, gap) in &unfinished {
             let place = if found(id, &queued) {
                 LostWhere::Queued
             } else if found(id, &unacked) {
                 LostWhere::Unacknowledged
+            } else if *failed {
+                LostWhere::Failed
+            } else if *gap {
+                LostWhere::Unobserved
             } else if *started {
                 LostWhere::StartedNeverFinished
             } else {
@@ -414,7 +439,7 @@ async fn flushdb_allowed(t: &RedisTarget) -> Option<FlushDb> {
 
 /// After the faults: sample every declared Redis and audit the acknowledged
 /// writes against the first one, recording both.
-pub async fn observe_after_faults(manifest: &Manifest, plan: &StackPlan, recorder: &crate::history::Recorder) {
+pub async fn observe_after_faults(manifest: &Manifest, plan: &StackPlan, watch: Option<CeleryWatch>, recorder: &crate::history::Recorder) {
     let targets = targets(manifest, plan);
     for t in &targets {
         let s = sample(t, recorder.clock.now()).await;
@@ -433,7 +458,7 @@ pub async fn observe_after_faults(manifest: &Manifest, plan: &StackPlan, recorde
         recorder.redis_sample(s);
     }
     if let Some(t) = targets.first() {
-        observe_tasks(manifest, t, recorder).await;
+        observe_tasks(manifest, t, watch, recorder).await;
         record_worker_settings(manifest, plan, recorder);
         if t.broker
             && let Some(flush) = flushdb_allowed(t).await

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod process;
+pub mod ready;
 pub mod reaper;
 pub mod render;
 

@@ -5,7 +5,7 @@ use super::reaper::{self, RUN_TAG, SERVICE_TAG};
 use super::render::{ServicePlan, StackPlan};
 use super::{Backend, EnvOverrides, ShutdownReport, StackError};
 use crate::history::{ExitInfo, Recorder, ServiceEventKind};
-use crate::manifest::{Manifest, ReadyCheck};
+use crate::manifest::Manifest;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -25,6 +25,8 @@ const PASSED_THROUGH: &[&str] = &["HOME", "LANG", "LC_ALL", "TZ", "USER", "TMPDI
 
 struct Running {
     pid: u32,
+    /// Where this start's output begins in the service's log (`ready = { log }`).
+    log_from: u64,
     exit: watch::Receiver<Option<ExitInfo>>,
 }
 
@@ -92,45 +94,18 @@ impl ProcessBackend {
     }
 
     async fn probe_ready(&self, svc: &ServicePlan) -> bool {
-        match &svc.ready {
-            ReadyCheck::Tcp { tcp } => match svc.addr(tcp) {
-                Some(addr) => tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr))
-                    .await
-                    .is_ok_and(|r| r.is_ok()),
-                None => false,
-            },
-            ReadyCheck::Http { http, port } => match svc.addr(port) {
-                Some(addr) => http_get_status(addr, http, Duration::from_millis(1000))
-                    .await
-                    .is_some_and(|s| (200..300).contains(&s)),
-                None => false,
-            },
-        }
+        let log_from = self.running().get(&svc.name).map_or(0, |r| r.log_from);
+        let addr = |port: &str| svc.addr(port);
+        let probe = super::ready::ReadyProbe {
+            addr: &addr,
+            log: &svc.log,
+            log_from,
+        };
+        super::ready::is_ready(&svc.ready, &probe).await
     }
 }
 
-/// A minimal HTTP/1.1 GET over a fresh connection; returns the status code.
-/// Readiness must not depend on connection pools or proxies.
-pub async fn http_get_status(addr: SocketAddr, path: &str, timeout: Duration) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fut = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            let read = stream.read(&mut buf[n..]).await.ok()?;
-            if read == 0 {
-                break;
-            }
-            n += read;
-        }
-        let line = std::str::from_utf8(&buf[..n]).ok()?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    tokio::time::timeout(timeout, fut).await.ok().flatten()
-}
+pub use super::ready::http_get_status;
 
 pub fn find_on_path(program: &str, path_var: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -168,6 +143,7 @@ impl Backend for ProcessBackend {
             svc.name,
             self.recorder.clock.now() / 1000
         )?;
+        let log_from = log.metadata().map(|m| m.len()).unwrap_or(0);
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(&svc.argv[1..])
             .current_dir(&svc.dir)
@@ -202,7 +178,7 @@ impl Backend for ProcessBackend {
         })?;
         let pid = child.id().unwrap_or(0);
         let (tx, rx) = watch::channel(None);
-        self.running().insert(svc.name.clone(), Running { pid, exit: rx });
+        self.running().insert(svc.name.clone(), Running { pid, log_from, exit: rx });
         reaper::record_leader(&self.run_id, &svc.name, pid);
         self.recorder.event_at(spawned_at, &svc.name, ServiceEventKind::Started { pid });
         let recorder = self.recorder.clone();
@@ -221,10 +197,7 @@ impl Backend for ProcessBackend {
     async fn wait_ready(&self, service: &str, deadline: Duration) -> Result<Duration, StackError> {
         let svc = self.service(service)?;
         let started = Instant::now();
-        let check = match &svc.ready {
-            ReadyCheck::Tcp { tcp } => format!("TCP connect to port `{tcp}`"),
-            ReadyCheck::Http { http, port } => format!("GET {http} on port `{port}` answering 2xx"),
-        };
+        let check = svc.ready.describe();
         loop {
             if let Some((_, exit)) = self.current(service)
                 && let Some(exit) = *exit.borrow()

@@ -1,0 +1,98 @@
+//! Readiness is data (`ready = { http | tcp | log }`) evaluated by this one
+//! routine, whatever backend runs the service: the backend supplies the
+//! address of a port and the file its output goes to.
+
+use crate::manifest::ReadyCheck;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where to look: the service's ports and its output since it was started.
+pub struct ReadyProbe<'a> {
+    pub addr: &'a (dyn Fn(&str) -> Option<SocketAddr> + Sync),
+    pub log: &'a Path,
+    /// Byte offset in `log` where this start's output begins.
+    pub log_from: u64,
+}
+
+/// Whether the check holds now.
+pub async fn is_ready(check: &ReadyCheck, probe: &ReadyProbe<'_>) -> bool {
+    match check {
+        ReadyCheck::Tcp { tcp } => match (probe.addr)(tcp) {
+            Some(addr) => tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr))
+                .await
+                .is_ok_and(|r| r.is_ok()),
+            None => false,
+        },
+        ReadyCheck::Http { http, port } => match (probe.addr)(port) {
+            Some(addr) => http_get_status(addr, http, Duration::from_millis(1000))
+                .await
+                .is_some_and(|s| (200..300).contains(&s)),
+            None => false,
+        },
+        ReadyCheck::Log { pattern } => log_matches(probe.log, probe.log_from, pattern),
+    }
+}
+
+/// Whether a line written to `log` after `from` matches `pattern`.
+pub fn log_matches(log: &Path, from: u64, pattern: &regex::Regex) -> bool {
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return false;
+    };
+    if file.seek(SeekFrom::Start(from)).is_err() {
+        return false;
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() {
+        return false;
+    }
+    String::from_utf8_lossy(&bytes).lines().any(|line| pattern.is_match(line))
+}
+
+/// A minimal HTTP/1.1 GET over a fresh connection; returns the status code.
+/// Readiness must not depend on connection pools or proxies.
+pub async fn http_get_status(addr: SocketAddr, path: &str, timeout: Duration) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let read = stream.read(&mut buf[n..]).await.ok()?;
+            if read == 0 {
+                break;
+            }
+            n += read;
+        }
+        let line = std::str::from_utf8(&buf[..n]).ok()?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    tokio::time::timeout(timeout, fut).await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_counts_only_after_this_start() {
+        let dir = std::env::temp_dir().join(format!("chaosgate-ready-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("worker.log");
+        std::fs::write(&log, "celery@old ready.\n--- chaosgate: starting worker ---\n").unwrap();
+        let from = std::fs::metadata(&log).unwrap().len();
+        let pattern = regex::Regex::new(r"@\S+ ready\.").unwrap();
+        assert!(log_matches(&log, 0, &pattern));
+        assert!(!log_matches(&log, from, &pattern), "the previous start's line must not count");
+        std::fs::write(
+            &log,
+            "celery@old ready.\n--- chaosgate: starting worker ---\n[INFO] celery@vm ready.\n",
+        )
+        .unwrap();
+        assert!(log_matches(&log, from, &pattern));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
