@@ -261,8 +261,22 @@ pub fn rd_recover(input: &CheckInput<'_>) -> Verdict {
 /// Every task the stack accepted (2xx) is eventually done: one never done is lost.
 fn tasks_part(h: &History) -> Verdict {
     const ID: &str = "RD-RECOVER";
-    let tally = super::worker::TaskTally::of(&h.redis.tasks);
+    let tally = super::worker::TaskTally::of_history(h);
     let expected = "every task accepted before or during the outage is eventually done";
+    if let Some(v) = super::worker::tasks_unseen(ID, h, expected) {
+        return v;
+    }
+    if tally.lost.is_empty() && !tally.unobserved.is_empty() {
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            format!(
+                "tasks: {}: the harness's event subscription was down when they could have finished",
+                tally.describe()
+            ),
+            expected,
+        );
+    }
     if tally.lost.is_empty() {
         Verdict::new(ID, Outcome::Pass, format!("tasks: {}", tally.describe()), expected)
     } else {

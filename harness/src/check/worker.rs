@@ -9,7 +9,9 @@ use crate::history::{FaultDetail, FaultRecord, History, Micros, ServiceEventKind
 /// The standard's queue-length alert threshold (AL-QUEUE).
 pub const QUEUE_ALERT: u64 = 100;
 
-/// Lost (never finished), duplicated (finished more than once) and re-run (started more than once).
+/// Lost (never finished), duplicated (finished more than once) and re-run
+/// (started more than once); `unobserved`: never seen to finish, but the
+/// harness's event subscription was down when it could have.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TaskTally {
     pub enqueued: usize,
@@ -17,9 +19,23 @@ pub struct TaskTally {
     pub lost: Vec<String>,
     pub duplicated: Vec<String>,
     pub rerun: Vec<String>,
+    pub unobserved: Vec<String>,
 }
 
 impl TaskTally {
+    /// The tally of a run's tasks, a task the harness could not have seen
+    /// finish kept apart from the lost ones.
+    pub fn of_history(h: &History) -> TaskTally {
+        let mut t = TaskTally::of(&h.redis.tasks);
+        let (unobserved, lost) = t
+            .lost
+            .into_iter()
+            .partition(|id| h.redis.lost_whereabouts.get(id) == Some(&crate::history::LostWhere::Unobserved));
+        t.unobserved = unobserved;
+        t.lost = lost;
+        t
+    }
+
     pub fn of<'a>(tasks: impl IntoIterator<Item = &'a TaskRecord>) -> TaskTally {
         let mut t = TaskTally::default();
         for task in tasks {
@@ -40,8 +56,13 @@ impl TaskTally {
     }
 
     pub fn describe(&self) -> String {
+        let unobserved = if self.unobserved.is_empty() {
+            String::new()
+        } else {
+            format!(", {} not observed", self.unobserved.len())
+        };
         format!(
-            "{} enqueued, {} done, {} lost, {} duplicated, {} started more than once",
+            "{} enqueued, {} done, {} lost, {} duplicated, {} started more than once{unobserved}",
             self.enqueued,
             self.done,
             self.lost.len(),
@@ -49,6 +70,63 @@ impl TaskTally {
             self.rerun.len()
         )
     }
+}
+
+/// Inconclusive when the run cannot show what the tasks did: no task at
+/// all (with the flood's own proof when it did not land), or a worker that
+/// sends no task events (the fix named, and what Redis alone shows).
+pub fn tasks_unseen(id: &str, h: &History, expected: &str) -> Option<Verdict> {
+    if h.redis.tasks.is_empty() {
+        let why = match floods(h).find(|f| !f.landed) {
+            Some(f) => format!("no task was enqueued: the flood did not land: {}", f.proof),
+            None => "the harness did not enqueue any task in this scenario".to_string(),
+        };
+        return Some(Verdict::new(id, Outcome::Inconclusive, why, expected));
+    }
+    let c = &h.redis.celery;
+    if c.watched && c.task_events() == 0 {
+        let peak = h.redis.queue.iter().map(|q| q.total).max().unwrap_or(0);
+        let last = h.redis.queue.last();
+        return Some(
+            Verdict::new(id, Outcome::Inconclusive, crate::observe::celery_events::NO_EVENTS_FIX, expected).with_evidence(format!(
+                "what Redis alone shows: {} tasks enqueued, queue peaked at {peak}, at the end {} queued and {} unacknowledged; \
+                 {} worker events (worker-online/heartbeat) seen",
+                h.redis.tasks.len(),
+                last.map_or(0, |q| q.total),
+                last.and_then(|q| q.reserved).unwrap_or(0),
+                c.workers.len()
+            )),
+        );
+    }
+    None
+}
+
+/// Inconclusive when every task not seen to finish fell in a gap of the event subscription.
+fn only_unobserved(id: &str, h: &History, tally: &TaskTally, expected: &str) -> Option<Verdict> {
+    if !tally.lost.is_empty() || tally.unobserved.is_empty() {
+        return None;
+    }
+    let gaps: Vec<String> = h
+        .redis
+        .celery
+        .subscriptions
+        .windows(2)
+        .filter_map(|w| w[0].1.map(|down| format!("{}..{}", rel(down, 0), rel(w[1].0, 0))))
+        .collect();
+    Some(
+        Verdict::new(
+            id,
+            Outcome::Inconclusive,
+            format!(
+                "{}: the finish of {} tasks was not seen while the harness's event subscription was down ({})",
+                tally.describe(),
+                tally.unobserved.len(),
+                gaps.join(", ")
+            ),
+            expected,
+        )
+        .with_evidence(format!("not observed (first 5): {}", first_ids(&tally.unobserved))),
+    )
 }
 
 fn floods(h: &History) -> impl Iterator<Item = &FaultRecord> {
@@ -84,10 +162,16 @@ pub fn cw_flood(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "CW-FLOOD";
     let expected = format!("queue above {QUEUE_ALERT} (AL-QUEUE would fire), then empty; every task done exactly once");
     let h = input.history;
-    if floods(h).next().is_none() || h.redis.tasks.is_empty() {
+    if floods(h).next().is_none() {
         return no_tasks(ID, &expected);
     }
-    let tally = TaskTally::of(&h.redis.tasks);
+    if let Some(v) = tasks_unseen(ID, h, &expected) {
+        return v;
+    }
+    let tally = TaskTally::of_history(h);
+    if let Some(v) = only_unobserved(ID, h, &tally, &expected) {
+        return v;
+    }
     let peak = h.redis.queue.iter().map(|q| q.total).max().unwrap_or(0);
     let last = h.redis.queue.last().map(|q| q.total);
     let mut v = if !tally.lost.is_empty() || !tally.duplicated.is_empty() {
@@ -169,6 +253,9 @@ pub fn cw_conc(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "CW-CONC";
     let expected = "with a backlog, the most tasks running at once equals CELERY_WORKER_CONCURRENCY";
     let h = input.history;
+    if let Some(v) = tasks_unseen(ID, h, expected) {
+        return v;
+    }
     let Some(declared) = h.redis.worker_concurrency else {
         return Verdict::new(
             ID,
@@ -208,6 +295,9 @@ pub fn cw_prio(input: &CheckInput<'_>) -> Verdict {
     let Some(until) = backlog_complete_at(h) else {
         return no_tasks(ID, expected);
     };
+    if let Some(v) = tasks_unseen(ID, h, expected) {
+        return v;
+    }
     let concurrency = h.redis.worker_concurrency.unwrap_or(1) as usize;
     let started = starts_after(h, until);
     if started.len() < 20 {
@@ -328,6 +418,9 @@ pub fn gs_worker(input: &CheckInput<'_>) -> Verdict {
     let Some(worker) = worker_name(h) else {
         return no_tasks(ID, expected);
     };
+    if let Some(v) = tasks_unseen(ID, h, expected) {
+        return v;
+    }
     let stops: Vec<_> = worker_stops(h, worker).collect();
     if stops.is_empty() {
         return Verdict::new(
@@ -340,7 +433,10 @@ pub fn gs_worker(input: &CheckInput<'_>) -> Verdict {
     if let Some((f, _)) = stops.iter().find(|(f, _)| !f.landed) {
         return Verdict::new(ID, Outcome::Inconclusive, format!("the stop did not land: {}", f.proof), expected);
     }
-    let tally = TaskTally::of(&h.redis.tasks);
+    let tally = TaskTally::of_history(h);
+    if let Some(v) = only_unobserved(ID, h, &tally, expected) {
+        return v;
+    }
     let running_at = |t: &TaskRecord, at: Micros| t.starts.iter().any(|s| s.0 <= at) && !t.finishes.iter().any(|f| f.0 <= at);
     let mut evidence = Vec::new();
     for (f, sig) in &stops {
@@ -397,8 +493,8 @@ pub fn cw_reconnect(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "CW-RECONNECT";
     let expected = "after Redis returns, the worker reconnects by itself and every enqueued task is done";
     let h = input.history;
-    if h.redis.tasks.is_empty() {
-        return no_tasks(ID, expected);
+    if let Some(v) = tasks_unseen(ID, h, expected) {
+        return v;
     }
     let Some((f, _, back)) = outages(h, &input.dependency_services).next() else {
         return Verdict::new(ID, Outcome::Inconclusive, "Redis did not go down in this scenario", expected);
@@ -407,7 +503,10 @@ pub fn cw_reconnect(input: &CheckInput<'_>) -> Verdict {
         return Verdict::new(ID, Outcome::Inconclusive, format!("the outage did not land: {}", f.proof), expected);
     }
     let back = back.unwrap_or(f.injected_at);
-    let tally = TaskTally::of(&h.redis.tasks);
+    let tally = TaskTally::of_history(h);
+    if let Some(v) = only_unobserved(ID, h, &tally, expected) {
+        return v;
+    }
     let after: Vec<Micros> = h
         .redis
         .tasks
@@ -463,7 +562,111 @@ mod tests {
             enqueued_at: enq,
             starts: starts.iter().map(|s| (*s, 1)).collect(),
             finishes: finishes.iter().map(|f| (*f, 1)).collect(),
+            ..TaskRecord::default()
         }
+    }
+
+    fn flood(landed: bool) -> FaultRecord {
+        FaultRecord {
+            index: 0,
+            label: "flood".into(),
+            service: "worker".into(),
+            injected_at: 0,
+            healed_at: None,
+            landed,
+            proof: if landed {
+                "500 of 500 enqueued".into()
+            } else {
+                "0 of 500 enqueued (2xx)".into()
+            },
+            detail: FaultDetail::Flood {
+                requested: 500,
+                accepted: if landed { 500 } else { 0 },
+                queue_total: None,
+                queue_base_list: None,
+                enqueued_until: 0,
+            },
+        }
+    }
+
+    fn input(h: &History) -> CheckInput<'_> {
+        static SETTINGS: std::sync::OnceLock<crate::scenario::Settings> = std::sync::OnceLock::new();
+        CheckInput {
+            history: h,
+            settings: SETTINGS.get_or_init(Default::default),
+            probed_service: "app",
+            dependency_services: vec!["redis".into()],
+            roles: Default::default(),
+        }
+    }
+
+    /// The false pass a third-party stack showed: a stop signal, a flood that
+    /// enqueued nothing, and "0 enqueued, 0 done, 0 lost" called a pass.
+    #[test]
+    fn gs_worker_is_inconclusive_when_the_flood_enqueued_nothing() {
+        let mut h = History::default();
+        h.faults.push(flood(false));
+        let mut stop = flood(true);
+        stop.index = 1;
+        stop.detail = FaultDetail::Signal {
+            signal: "SIGTERM".into(),
+            pid: 9,
+            in_flight: 0,
+            exited_at: None,
+            exit: None,
+            grace_ms: 5000,
+            killed_after_grace: false,
+            cleanup: None,
+            declared_stop: true,
+        };
+        h.faults.push(stop);
+        let v = gs_worker(&input(&h));
+        assert_eq!(v.outcome, Outcome::Inconclusive, "{v:#?}");
+        assert!(v.measured.contains("flood did not land"), "{}", v.measured);
+    }
+
+    /// A worker without -E: tasks enqueued, the queue emptied, no task event.
+    #[test]
+    fn no_task_events_names_the_fix_and_what_redis_shows() {
+        let mut h = History::default();
+        h.faults.push(flood(true));
+        h.redis.celery.watched = true;
+        h.redis.celery.subscriptions.push((0, None));
+        h.redis.tasks = (0..500).map(|i| task(&format!("t{i}"), 5, 0, &[], &[])).collect();
+        for check in [cw_flood, cw_conc, cw_prio, cw_reconnect] {
+            let v = check(&input(&h));
+            assert_eq!(v.outcome, Outcome::Inconclusive, "{v:#?}");
+            assert!(
+                v.measured.contains("-E") && v.measured.contains("worker_send_task_events"),
+                "{}",
+                v.measured
+            );
+        }
+    }
+
+    /// A task whose finish fell in a gap of the subscription is not called lost.
+    #[test]
+    fn a_finish_missed_in_a_subscription_gap_is_not_a_loss() {
+        let mut h = History::default();
+        h.faults.push(flood(true));
+        h.redis.celery.watched = true;
+        h.redis.celery.subscriptions = vec![(0, Some(1_000)), (3_000, None)];
+        h.redis.celery.counts.insert("task-started".into(), 2);
+        h.redis.tasks = vec![task("a", 5, 10, &[20], &[30]), task("b", 5, 10, &[900], &[])];
+        h.redis.lost_whereabouts.insert("b".into(), crate::history::LostWhere::Unobserved);
+        h.redis.queue.push(crate::history::QueueSample {
+            at: 5_000,
+            total: 200,
+            base_list: 200,
+            reserved: Some(0),
+        });
+        let v = cw_flood(&input(&h));
+        assert_eq!(v.outcome, Outcome::Inconclusive, "{v:#?}");
+        assert!(v.measured.contains("1 not observed"), "{}", v.measured);
+        h.redis
+            .lost_whereabouts
+            .insert("b".into(), crate::history::LostWhere::TakenNeverRun);
+        assert_eq!(cw_flood(&input(&h)).outcome, Outcome::Fail);
     }
 
     #[test]
@@ -532,6 +735,7 @@ mod tests {
             enqueued_at: 0,
             starts: vec![(10, 1), (500, 2)],
             finishes: vec![(520, 2)],
+            ..TaskRecord::default()
         });
         assert_eq!(intervals(&h), vec![(500, 520)]);
     }

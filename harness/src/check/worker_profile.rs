@@ -200,6 +200,7 @@ mod tests {
             enqueued_at: 1_000,
             starts: starts.iter().map(|s| (*s, 1)).collect(),
             finishes: starts.iter().map(|s| (*s + 500, 1)).collect(),
+            ..TaskRecord::default()
         }
     }
 

@@ -261,7 +261,7 @@ pub async fn queue_sample(t: &RedisTarget, queue: &str, unacked_key: &str, at: M
 pub fn watch_celery(manifest: &Manifest, plan: &StackPlan, recorder: &crate::history::Recorder) -> Option<CeleryWatch> {
     let decl = manifest.services.iter().find_map(|s| s.worker.as_ref())?;
     let target = targets(manifest, plan).into_iter().next()?;
-    Some(CeleryWatch::start(target, &decl.events_exchange, recorder.clock.clone()))
+    Some(CeleryWatch::start(target, &decl.events_exchange, recorder.clock))
 }
 
 /// Wait (bounded) until every enqueued task has finished and the queue is
