@@ -63,7 +63,9 @@ async fn harness_load(url: &str, users: usize, seconds: u64) -> (f64, usize, usi
         tls_at: (0, 0),
         requests: vec![RequestSpec {
             method: "GET".into(),
+            method_given: true,
             path: "/nginx-health".into(),
+            endpoint: None,
             body: None,
             weight: 1,
             expect: vec![],

@@ -482,6 +482,42 @@ pub struct History {
     /// How the load's clients used connections (keep-alive reuse, HTTPS).
     #[serde(default, skip_serializing_if = "LoadConnections::is_empty")]
     pub connections: LoadConnections,
+    /// The load before the first fault, and what the stack said of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineRecord>,
+    /// Capabilities the standard requires that the stack does not declare:
+    /// the requirements they test fail, saying what is missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<MissingCapability>,
+}
+
+/// The requests completed before the first fault (the baseline window).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaselineRecord {
+    pub from: Micros,
+    pub until: Micros,
+    pub requests: u64,
+    /// Transport errors and statuses the route does not expect.
+    pub bad: u64,
+    /// Status (or error kind) -> count.
+    pub statuses: std::collections::BTreeMap<String, u64>,
+    /// The stack's own explanation, where the harness found one (the proxy's
+    /// "limiting requests" lines, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
+}
+
+/// A capability the standard requires and the stack lacks (hot reload,
+/// TLS, a proxy cache, a rate limit, a worker, ...), found when a fault
+/// needed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingCapability {
+    /// The requirement IDs it decides.
+    pub requirements: Vec<String>,
+    /// What is missing, in the standard's words.
+    pub what: String,
+    /// The manifest field that would declare it.
+    pub field: String,
 }
 
 /// How the load's clients used their connections. Each simulated user has its
@@ -934,6 +970,14 @@ impl Recorder {
 
     pub fn finding(&self, finding: Finding) {
         self.with(|h| h.findings.push(finding));
+    }
+
+    pub fn missing(&self, missing: MissingCapability) {
+        self.with(|h| {
+            if !h.missing.contains(&missing) {
+                h.missing.push(missing)
+            }
+        });
     }
 
     /// What the stack declares about its alerting (before any sample).

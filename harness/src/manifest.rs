@@ -29,6 +29,67 @@ pub struct Manifest {
     pub tls: Option<TlsSection>,
     /// Where the stack's alerts live, and which alert implements which requirement.
     pub monitoring: Option<MonitoringSection>,
+    /// `[endpoints]`: endpoint roles -> the stack's own requests.
+    pub endpoints: BTreeMap<String, EndpointDecl>,
+}
+
+/// Endpoint roles a scenario may ask for (`endpoint = "slow"`), and what the
+/// stack's request for each must do. `enqueue` comes from the worker's
+/// declaration and `live` from the app's health paths when `[endpoints]`
+/// does not name them.
+pub const ENDPOINT_ROLES: &[(&str, &str)] = &[
+    ("read", "an ordinary GET that needs nothing but the app (background load)"),
+    (
+        "slow",
+        "a request that takes `{ms}` milliseconds to answer (holds requests in flight)",
+    ),
+    (
+        "write",
+        "a write of one record, `{n}` numbering it (its Redis key in the app's `writes`)",
+    ),
+    ("read-record", "a read of one record"),
+    (
+        "enqueue",
+        "a POST that enqueues one task, `{priority}` (1-10) and `{ms}` in its path",
+    ),
+    ("live", "the app's liveness path"),
+    ("proxy-health", "a path the proxy answers itself"),
+];
+
+/// One endpoint: `{ method, path, body }`, or just `"/path"` for a GET.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum EndpointDecl {
+    Path(String),
+    Request {
+        #[serde(default)]
+        method: Option<String>,
+        path: String,
+        #[serde(default)]
+        body: Option<String>,
+    },
+}
+
+impl EndpointDecl {
+    pub fn method(&self) -> &str {
+        match self {
+            EndpointDecl::Request { method: Some(m), .. } => m,
+            _ => "GET",
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        match self {
+            EndpointDecl::Path(p) | EndpointDecl::Request { path: p, .. } => p,
+        }
+    }
+
+    pub fn body(&self) -> Option<&str> {
+        match self {
+            EndpointDecl::Request { body, .. } => body.as_deref(),
+            EndpointDecl::Path(_) => None,
+        }
+    }
 }
 
 /// `[monitoring]`: the service whose Prometheus HTTP API serves the stack's
@@ -185,8 +246,11 @@ pub struct CacheDecl {
 pub struct MetricsDecl {
     pub port: String,
     pub path: String,
-    /// Counter of requests, labelled with `path`.
+    /// Counter of requests, labelled with the request path.
     pub requests: String,
+    /// The label of `requests` that carries the path (`path`; some exporters say `handler`).
+    #[serde(default = "default_path_label")]
+    pub path_label: String,
     /// Counter of accepted TCP connections.
     #[serde(default)]
     pub connections: Option<String>,
@@ -358,6 +422,10 @@ fn default_unacked_key() -> String {
 
 fn default_queue() -> String {
     "celery".into()
+}
+
+fn default_path_label() -> String {
+    "path".into()
 }
 
 fn default_events_exchange() -> String {
@@ -669,6 +737,8 @@ struct RawManifest {
     tls: Option<Spanned<TlsSection>>,
     #[serde(default)]
     monitoring: Option<RawMonitoring>,
+    #[serde(default)]
+    endpoints: BTreeMap<Spanned<String>, Spanned<EndpointDecl>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -882,6 +952,23 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             "stack.ready_timeout_s".into(),
             format!("expected a positive number of seconds, got {}", timeout.get_ref()),
         ));
+    }
+    for (role, decl) in &raw.endpoints {
+        let field = format!("endpoints.{}", role.get_ref());
+        if !ENDPOINT_ROLES.iter().any(|(r, _)| r == role.get_ref()) {
+            let known: Vec<&str> = ENDPOINT_ROLES.iter().map(|(r, _)| *r).collect();
+            errors.push(err(
+                role.span(),
+                field,
+                format!("expected an endpoint role ({}), got `{}`", known.join(", "), role.get_ref()),
+            ));
+        } else if !decl.get_ref().path().starts_with('/') {
+            errors.push(err(
+                decl.span(),
+                field,
+                format!("expected a path starting with '/', got `{}`", decl.get_ref().path()),
+            ));
+        }
     }
     let names: Vec<&String> = raw.services.keys().collect();
     let mut readies = BTreeMap::new();
@@ -1108,6 +1195,11 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             port: m.port.into_inner(),
             alerts: m.alerts.into_iter().map(|(id, d)| (id, d.into_inner())).collect(),
         }),
+        endpoints: raw
+            .endpoints
+            .into_iter()
+            .map(|(role, decl)| (role.into_inner(), decl.into_inner()))
+            .collect(),
     })
 }
 
@@ -1160,6 +1252,28 @@ impl Manifest {
     pub fn resolve(&self, target: &str) -> Option<&Service> {
         self.service(target)
             .or_else(|| self.services.iter().find(|s| s.role.as_str() == target))
+    }
+
+    /// The request the stack makes for an endpoint role: `[endpoints]`, else
+    /// what the worker (`enqueue`) or the app's health paths (`live`) declare.
+    pub fn endpoint(&self, role: &str) -> Option<EndpointDecl> {
+        if let Some(decl) = self.endpoints.get(role) {
+            return Some(decl.clone());
+        }
+        match role {
+            "enqueue" => self.services.iter().find_map(|s| s.worker.as_ref()).map(|w| EndpointDecl::Request {
+                method: Some("POST".into()),
+                path: w.enqueue.path.clone(),
+                body: None,
+            }),
+            "live" => self
+                .services
+                .iter()
+                .find(|s| s.role == Role::App)
+                .and_then(|s| s.health.as_ref()?.live.clone())
+                .map(EndpointDecl::Path),
+            _ => None,
+        }
     }
 
     pub fn grace(&self) -> std::time::Duration {

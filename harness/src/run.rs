@@ -333,6 +333,15 @@ pub async fn run_scenario(
     keep: bool,
     progress: bool,
 ) -> (ScenarioResult, bool) {
+    // Endpoint roles the scenario asks for, in the stack's own paths.
+    let (load, unmapped) = resolve_endpoints(manifest, &scenario.load);
+    let resolved;
+    let scenario = if unmapped.is_empty() {
+        resolved = Scenario { load, ..scenario.clone() };
+        &resolved
+    } else {
+        return (unmapped_result(manifest, scenario, &unmapped), false);
+    };
     let mut display = Progress::new(&scenario.name, progress);
     let recorder = Arc::new(Recorder::new(RunClock::start()));
     let started = Instant::now();
@@ -403,6 +412,12 @@ pub async fn run_scenario(
         }
     }
     result.history = recorder.take_history();
+    result.history.baseline = check::baseline::of(&result.history).map(|mut b| {
+        if b.fails() {
+            b.explanation = baseline_explanation(manifest, &plan);
+        }
+        b
+    });
     // Keep-alive load across reloads: what a client that does not retry sees (a finding, not a verdict).
     crate::load::reload_race::record(&mut result.history);
     result.logs = recorder.take_log_excerpts();
@@ -516,6 +531,99 @@ async fn scenario_body(
         crate::observe::redis_state::observe_after_faults(manifest, plan, celery, recorder).await;
     }
     Ok(healthy)
+}
+
+/// What the stack's own logs say about a failing baseline: a proxy's
+/// rate limiter rejecting ordinary load shows as nginx's "limiting requests".
+fn baseline_explanation(manifest: &Manifest, plan: &StackPlan) -> Option<String> {
+    let said: Vec<String> = manifest
+        .services
+        .iter()
+        .filter(|s| s.proxy.is_some())
+        .filter_map(|s| {
+            let log = &plan.service(&s.name)?.log;
+            let lines = crate::observe::access_log::lines_since(log, 0)?;
+            let limited = lines.iter().filter(|l| l.contains("limiting requests")).count();
+            (limited > 0).then(|| {
+                format!(
+                    "{}'s log has {limited} \"limiting requests\" lines: its rate limit (limit_req) rejects the ordinary load; \
+                     a limit on every path leaves nothing else to judge",
+                    s.name
+                )
+            })
+        })
+        .collect();
+    (!said.is_empty()).then(|| said.join("; "))
+}
+
+/// The load with each `endpoint = "<role>"` request turned into the
+/// stack's own request, and the roles the manifest does not map.
+pub fn resolve_endpoints(manifest: &Manifest, load: &crate::scenario::LoadSpec) -> (crate::scenario::LoadSpec, Vec<String>) {
+    let mut load = load.clone();
+    let mut unmapped = Vec::new();
+    for r in &mut load.requests {
+        let Some(use_) = &r.endpoint else { continue };
+        let Some(decl) = manifest.endpoint(&use_.role) else {
+            if !unmapped.contains(&use_.role) {
+                unmapped.push(use_.role.clone());
+            }
+            continue;
+        };
+        r.path = decl
+            .path()
+            .replace("{ms}", &use_.ms.unwrap_or(10).to_string())
+            .replace("{priority}", &use_.priority.unwrap_or(5).to_string());
+        if !r.method_given {
+            r.method = decl.method().to_string();
+        }
+        if r.body.is_none() {
+            r.body = decl.body().map(str::to_string);
+        }
+    }
+    (load, unmapped)
+}
+
+/// A scenario that needs endpoints the stack does not map: nothing is
+/// started, and every requirement it covers says which field to add.
+fn unmapped_result(manifest: &Manifest, scenario: &Scenario, unmapped: &[String]) -> ScenarioResult {
+    let wanted: Vec<String> = unmapped
+        .iter()
+        .map(|role| {
+            let what = crate::manifest::ENDPOINT_ROLES
+                .iter()
+                .find(|(r, _)| r == role)
+                .map_or("", |(_, what)| what);
+            format!("[endpoints] {role} = {{ method, path, body }} ({what})")
+        })
+        .collect();
+    let verdicts = scenario
+        .covers
+        .iter()
+        .map(|id| {
+            check::verdict::Verdict::new(
+                id,
+                check::verdict::Outcome::Inconclusive,
+                format!(
+                    "the scenario's load needs endpoints {} maps to none of its paths: declare {}",
+                    manifest.file.display(),
+                    wanted.join("; ")
+                ),
+                "the scenario's load against the stack's own endpoints",
+            )
+        })
+        .collect();
+    ScenarioResult {
+        name: scenario.name.clone(),
+        file: scenario.file.display().to_string(),
+        description: scenario.description.clone(),
+        duration_ms: 0,
+        healthy_after_ms: None,
+        verdicts,
+        error: None,
+        logs: Default::default(),
+        worker: None,
+        history: Default::default(),
+    }
 }
 
 /// Fault announcements: the start of a fault is a phase, its outcome a line.

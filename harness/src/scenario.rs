@@ -146,8 +146,14 @@ impl RawLoad {
                 .into_inner()
                 .into_iter()
                 .map(|r| RequestSpec {
+                    method_given: r.method.is_some(),
                     method: r.method.map(Spanned::into_inner).unwrap_or_else(default_method),
-                    path: r.path.into_inner(),
+                    path: r.path.map(Spanned::into_inner).unwrap_or_default(),
+                    endpoint: r.endpoint.map(|e| EndpointUse {
+                        role: e.into_inner(),
+                        ms: r.ms,
+                        priority: r.priority,
+                    }),
                     body: r.body,
                     weight: r.weight,
                     expect: r.expect,
@@ -155,6 +161,14 @@ impl RawLoad {
                 .collect(),
         }
     }
+}
+
+/// A request by endpoint role, with the values its path template takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUse {
+    pub role: String,
+    pub ms: Option<u64>,
+    pub priority: Option<u8>,
 }
 
 fn default_target() -> String {
@@ -170,7 +184,12 @@ fn default_warmup() -> f64 {
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
     pub method: String,
+    /// Whether the scenario set `method` (else an endpoint's own method wins).
+    pub method_given: bool,
+    /// The path; empty until an `endpoint` is resolved against the manifest.
     pub path: String,
+    /// `endpoint = "slow"`: the role, resolved by the manifest's `[endpoints]`.
+    pub endpoint: Option<EndpointUse>,
     pub body: Option<String>,
     pub weight: u32,
     /// Statuses this request is expected to get; empty means any 2xx or 3xx.
@@ -182,7 +201,16 @@ pub struct RequestSpec {
 struct RawRequest {
     #[serde(default)]
     method: Option<Spanned<String>>,
-    path: Spanned<String>,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    /// An endpoint role the manifest maps to the stack's path (`[endpoints]`).
+    #[serde(default)]
+    endpoint: Option<Spanned<String>>,
+    /// For endpoints that take them: how long the request or task should take, its priority.
+    #[serde(default)]
+    ms: Option<u64>,
+    #[serde(default)]
+    priority: Option<u8>,
     #[serde(default)]
     body: Option<String>,
     #[serde(default = "default_weight")]
@@ -248,6 +276,9 @@ pub struct FaultSpec {
     pub value: Option<String>,
     /// For `burst`: requests per second the harness sends.
     pub rate_per_s: Option<f64>,
+    /// For `burst`: the rate as a multiple of the limit the stack declares
+    /// (`0.4`: below it, `10`: far above), so one scenario fits any limit.
+    pub times_limit: Option<f64>,
     /// For `burst` and `backend-traffic`: how long.
     pub duration_s: Option<f64>,
     /// For `flood`: how many tasks to enqueue.
@@ -279,6 +310,8 @@ struct RawFault {
     #[serde(default)]
     rate_per_s: Option<f64>,
     #[serde(default)]
+    times_limit: Option<f64>,
+    #[serde(default)]
     duration_s: Option<f64>,
     #[serde(default)]
     count: Option<u32>,
@@ -299,6 +332,7 @@ impl RawFault {
             defect: self.defect.map(Spanned::into_inner),
             value: self.value,
             rate_per_s: self.rate_per_s,
+            times_limit: self.times_limit,
             duration_s: self.duration_s,
             count: self.count,
             task_ms: self.task_ms,
@@ -469,12 +503,37 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
                 format!("expected GET, POST, PUT, DELETE, HEAD or PATCH, got `{}`", method.get_ref()),
             ));
         }
-        if !r.path.get_ref().starts_with('/') {
-            errors.push(err(
-                r.path.span(),
+        match (&r.path, &r.endpoint) {
+            (Some(path), None) if !path.get_ref().starts_with('/') => errors.push(err(
+                path.span(),
                 &format!("load.request[{i}].path"),
-                format!("expected a path starting with '/', got `{}`", r.path.get_ref()),
-            ));
+                format!("expected a path starting with '/', got `{}`", path.get_ref()),
+            )),
+            (Some(_), None) => {}
+            (None, Some(e)) if !crate::manifest::ENDPOINT_ROLES.iter().any(|(role, _)| role == e.get_ref()) => errors.push(err(
+                e.span(),
+                &format!("load.request[{i}].endpoint"),
+                format!(
+                    "expected one of {}, got `{}`",
+                    crate::manifest::ENDPOINT_ROLES
+                        .iter()
+                        .map(|(r, _)| *r)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    e.get_ref()
+                ),
+            )),
+            (None, Some(_)) => {}
+            (Some(path), Some(_)) => errors.push(err(
+                path.span(),
+                &format!("load.request[{i}].path"),
+                "expected either `path` or `endpoint`, not both".into(),
+            )),
+            (None, None) => errors.push(err(
+                load.requests.span(),
+                &format!("load.request[{i}]"),
+                "expected `path = \"/...\"` or `endpoint = \"<role>\"`".into(),
+            )),
         }
     }
     for (i, f) in raw.faults.iter().enumerate() {

@@ -191,14 +191,25 @@ fn al_cert_fails_when_the_monitoring_declares_no_alert_for_it() {
     assert!(v.measured.contains("declares no alert for AL-CERT"), "{}", v.measured);
 }
 
+/// Monitoring is required: an expired certificate served to a stack with
+/// none is a fail that says what is missing; with no certificate swapped in
+/// there is nothing to notice yet.
 #[test]
-fn al_cert_is_inconclusive_without_monitoring_or_when_it_never_answers() {
+fn al_cert_fails_without_monitoring_once_a_bad_certificate_was_served() {
     let mut h = history(|d| d < 14.0, 13_000);
     h.monitoring = MonitoringRecord::default();
     let v = check("AL-CERT", &h);
-    assert_eq!(v.outcome, Inconclusive, "{v:#?}");
-    assert!(v.measured.contains("did not declare [monitoring]"), "{}", v.measured);
+    assert_eq!(v.outcome, Fail, "{v:#?}");
+    assert!(v.measured.contains("has no monitoring"), "{}", v.measured);
+    assert!(v.measured.contains("nothing could notice it"), "{}", v.measured);
 
+    h.faults.clear();
+    let v = check("AL-CERT", &h);
+    assert_eq!(v.outcome, Inconclusive, "{v:#?}");
+}
+
+#[test]
+fn al_cert_is_inconclusive_when_the_monitoring_never_answers() {
     let mut h = history(|d| d < 14.0, 13_000);
     for s in &mut h.monitoring.samples {
         s.error = Some("connection refused".into());

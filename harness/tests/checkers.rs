@@ -1186,3 +1186,62 @@ fn hc_ready_pass_counts_only_the_probes_after_the_fall() {
     let v = check("HC-READY", &ready_after_sigterm(ready_until(T0 + 300)));
     expect(&v, Pass, &["11 later probes all not ready"]);
 }
+
+// ---- verdict rules: missing capabilities, the baseline ----------------------
+
+/// A capability the standard requires and the stack does not declare: the
+/// requirement fails, naming the manifest field, instead of "did not land".
+#[test]
+fn a_capability_the_stack_lacks_fails_naming_the_field() {
+    let mut h = history(vec![not_landed(reload(None, None))]);
+    h.missing.push(chaosgate::history::MissingCapability {
+        requirements: vec!["CF-HOT".into()],
+        what: "a setting that can be changed without restarting the service".into(),
+        field: "[services.<app>.config] reload = { ... }".into(),
+    });
+    let v = check("CF-HOT", &h);
+    expect(
+        &v,
+        Fail,
+        &["lacks a setting that can be changed", "`[services.<app>.config] reload"],
+    );
+    expect_evidence(&v, "what the check saw");
+    // Only the requirements it names.
+    assert_eq!(check("CF-ENV", &h).outcome, Inconclusive);
+}
+
+/// A stack that already fails its ordinary load before any fault: the
+/// verdicts judged from the load are inconclusive, pass and fail alike.
+#[test]
+fn a_failing_baseline_makes_load_verdicts_inconclusive() {
+    let mut requests = in_flight(12, 200, TE::None);
+    // 100 requests before the signal, 40 of them 503.
+    for i in 0..100 {
+        requests.push(req(2_000 + i * 10, 2_005 + i * 10, if i % 5 < 2 { 503 } else { 200 }, TE::None));
+    }
+    let mut h = drain_history(requests);
+    h.load_window = Some((ms(1_000), ms(20_000)));
+    assert_eq!(check("GS-DRAIN", &h).outcome, Pass, "without the baseline it passes");
+    h.baseline = chaosgate::check::baseline::of(&h);
+    let b = h.baseline.clone().expect("a baseline");
+    assert!(b.fails(), "{b:?}");
+    let v = check("GS-DRAIN", &h);
+    expect(&v, Inconclusive, &["before any fault, 40 of 100 requests (40.0 %)", "503: 40"]);
+    expect_evidence(&v, "what the check would have said (pass)");
+    // Probe-judged requirements are not the load's.
+    assert!(!chaosgate::check::baseline::LOAD_JUDGED.contains(&"HC-READY"));
+}
+
+/// A healthy baseline changes nothing.
+#[test]
+fn a_clean_baseline_changes_nothing() {
+    let mut requests = in_flight(12, 200, TE::None);
+    for i in 0..100 {
+        requests.push(req(2_000 + i * 10, 2_005 + i * 10, 200, TE::None));
+    }
+    let mut h = drain_history(requests);
+    h.load_window = Some((ms(1_000), ms(20_000)));
+    h.baseline = chaosgate::check::baseline::of(&h);
+    assert!(!h.baseline.as_ref().unwrap().fails());
+    assert_eq!(check("GS-DRAIN", &h).outcome, Pass);
+}

@@ -106,6 +106,13 @@ fn files_in(dir: &str) -> Vec<PathBuf> {
     "fault[1].signal",
     "expected a signal name (TERM, KILL, HUP, STOP, CONT, INT, QUIT), got `TERMINATE`"
 )]
+#[case::unknown_endpoint(
+    "unknown-endpoint.toml",
+    11,
+    12,
+    "load.request[0].endpoint",
+    "expected one of read, slow, write, read-record, enqueue, live, proxy-health, got `export`"
+)]
 #[case::weird_defect("weird-defect.toml", 16, 10, "fault[0].defect", "expected \"missing\" or \"malformed\"")]
 #[case::unknown_action(
     "unknown-action.toml",
@@ -167,7 +174,15 @@ fn scenario_error_messages() {
     9,
     9,
     "services.app.ready",
-    r#"expected { http = "/path", port = "<port name>" } or { tcp = "<port name>" }"#
+    r#"expected { http = "/path", port = "<port name>" }, { tcp = "<port name>" } or { log = "<regex>" }"#
+)]
+#[case::ready_log_pattern_is_no_regex("ready-bad-regex", 8, 9, "services.worker.ready", "expected a regular expression in `log`")]
+#[case::unknown_endpoint_role(
+    "unknown-endpoint-role",
+    7,
+    1,
+    "endpoints.export",
+    "expected an endpoint role (read, slow, write, read-record, enqueue, live, proxy-health), got `export`"
 )]
 #[case::missing_template(
     "missing-template",

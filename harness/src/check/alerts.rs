@@ -74,13 +74,23 @@ pub fn al_cert(input: &CheckInput<'_>) -> Verdict {
     let mon = &h.monitoring;
     let reading = "expiring = fewer than 14 days left (the standard gives no threshold; finding 13); the alert's state is read from the monitoring's rules API";
     let verdict = |outcome, measured: String| Verdict::new(ID, outcome, measured, expected.clone()).with_reading(reading);
+    let phases = phases(h);
     let Some(declared) = &mon.declared else {
+        // Monitoring is required; an expired certificate served with none to notice it is a fail.
+        let served_bad = phases.iter().any(|p| p.cert.days_left < WARN_DAYS);
         return verdict(
-            Outcome::Inconclusive,
-            "the stack did not declare [monitoring]: the harness has no alert source to read (declare [monitoring] service/port and [monitoring.alerts] AL-CERT = { alert = \"...\" })".into(),
+            if served_bad { Outcome::Fail } else { Outcome::Inconclusive },
+            format!(
+                "the stack has no monitoring ([monitoring] is not declared){}: declare [monitoring] service/port and \
+                 [monitoring.alerts] AL-CERT = {{ alert = \"...\" }} if it has one",
+                if served_bad {
+                    ": an expired or expiring certificate was served and nothing could notice it"
+                } else {
+                    "; no expired certificate was served yet (the certificate swap did not land)"
+                }
+            ),
         );
     };
-    let phases = phases(h);
     let Some(decl) = declared.get(ID) else {
         let mut fired: Vec<String> = Vec::new();
         for p in phases.iter().filter(|p| p.cert.days_left < WARN_DAYS) {

@@ -1,6 +1,7 @@
 //! Checkers: pure functions from a history to verdicts, one module per spec section.
 
 pub mod alerts;
+pub mod baseline;
 pub mod config;
 pub mod health;
 pub mod nginx;
@@ -77,7 +78,7 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
         );
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(input))) {
-        Ok(v) => v,
+        Ok(v) => baseline::apply(id, input.history, lacking(id, input.history, v)),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<String>()
@@ -87,6 +88,27 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
             Verdict::new(id, Outcome::Inconclusive, format!("the checker crashed: {msg}"), "a verdict")
         }
     }
+}
+
+/// A requirement whose capability the stack lacks fails, saying what is
+/// missing, where the checker could only say it saw nothing.
+fn lacking(id: &str, h: &History, v: Verdict) -> Verdict {
+    let Some(m) = h.missing.iter().find(|m| m.requirements.iter().any(|r| r == id)) else {
+        return v;
+    };
+    if v.outcome != Outcome::Inconclusive {
+        return v;
+    }
+    Verdict::new(
+        id,
+        Outcome::Fail,
+        format!(
+            "the stack lacks {}, which the standard requires; if it has it, declare it in the manifest: `{}`",
+            m.what, m.field
+        ),
+        v.expected.clone(),
+    )
+    .with_evidence(format!("what the check saw: {}", v.measured))
 }
 
 /// TERM-like signal faults sent to `service`.

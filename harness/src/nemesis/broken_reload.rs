@@ -22,7 +22,15 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
         return n.not_landed(index, label, target, "no service declares [proxy]".into(), detail);
     };
     let (Some(file), Some(addr)) = (&decl.config_file, http_addr(n, svc)) else {
-        return n.not_landed(index, label, &svc.name, "the proxy declares no config_file".into(), detail);
+        return n.lacks(
+            index,
+            label,
+            &svc.name,
+            &["NX-RELOAD"],
+            "a proxy configuration the harness can change and reload",
+            "[services.<proxy>.proxy] config_file, test_config, reload",
+            detail,
+        );
     };
     let path = n.plan.run_dir.join(&svc.name).join(file);
     let Ok(good) = std::fs::read(&path) else {

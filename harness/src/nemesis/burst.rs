@@ -9,18 +9,56 @@ use crate::history::{BurstObservation, FaultDetail, FaultRecord, Finding};
 use crate::observe::backend_metrics;
 use std::time::Duration;
 
-pub async fn burst(n: &Nemesis<'_>, index: usize, target: &str, rate: f64, duration: Duration) -> FaultRecord {
-    let label = format!("burst {rate:.0}/s for {:.1} s", duration.as_secs_f64());
+/// The burst's rate: absolute, or a multiple of the limit the stack declares.
+#[derive(Debug, Clone, Copy)]
+pub enum Rate {
+    PerSecond(f64),
+    TimesLimit(f64),
+}
+
+impl Rate {
+    pub fn of(rate_per_s: Option<f64>, times_limit: Option<f64>) -> Rate {
+        match (times_limit, rate_per_s) {
+            (Some(x), _) => Rate::TimesLimit(x),
+            (None, Some(r)) => Rate::PerSecond(r),
+            (None, None) => Rate::TimesLimit(5.0),
+        }
+    }
+
+    fn per_second(self, limit: f64) -> f64 {
+        match self {
+            Rate::PerSecond(r) => r,
+            Rate::TimesLimit(x) => x * limit,
+        }
+        .max(0.1)
+    }
+}
+
+pub async fn burst(n: &Nemesis<'_>, index: usize, target: &str, rate: Rate, duration: Duration) -> FaultRecord {
+    let label = match rate {
+        Rate::PerSecond(r) => format!("burst {r:.0}/s for {:.1} s", duration.as_secs_f64()),
+        Rate::TimesLimit(x) => format!("burst at {x} × the declared limit for {:.1} s", duration.as_secs_f64()),
+    };
     let empty = FaultDetail::Burst(BurstObservation::default());
     let Some((svc, decl)) = proxy_service(n, target) else {
         return n.not_landed(index, label, target, "no service declares [proxy]".into(), empty);
     };
     let Some(limit) = &decl.rate_limit else {
-        return n.not_landed(index, label, &svc.name, "the proxy declares no rate_limit".into(), empty);
+        return n.lacks(
+            index,
+            label,
+            &svc.name,
+            &["NX-RATE"],
+            "a rate limit on the proxy (the standard: requests beyond the configured rate are limited)",
+            "[services.<proxy>.proxy] rate_limit = { path, rate_per_s, burst }",
+            empty,
+        );
     };
     let Some(addr) = http_addr(n, svc) else {
         return n.not_landed(index, label, &svc.name, "the proxy has no address".into(), empty);
     };
+    let rate = rate.per_second(limit.rate_per_s);
+    let label = format!("{label} ({rate:.0}/s against {}/s + {})", limit.rate_per_s, limit.burst);
     let backend_path = limit.backend_path.clone().unwrap_or_else(|| limit.path.clone());
     let before = backend_metrics::read(n.manifest, n.backend, Some(&backend_path)).await;
     let injected_at = n.now();

@@ -33,13 +33,29 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
         https: HttpsTally::default(),
     };
     let (Some(tls), Some(certs)) = (n.manifest.tls.as_ref(), n.plan.certs.as_ref()) else {
-        return n.not_landed(index, label, target, "the stack declares no [tls]".into(), detail);
+        return n.lacks(
+            index,
+            label,
+            target,
+            &["TLS-EXPIRY"],
+            "TLS with certificates that can be renewed",
+            "[tls] service, port, host (and a template reading {{ certs.active.cert }})",
+            detail,
+        );
     };
     let Some(svc) = n.manifest.service(&tls.service) else {
         return n.not_landed(index, label, target, "the [tls] service is not in the stack".into(), detail);
     };
     let Some((_, decl)) = proxy_service(n, &svc.name) else {
-        return n.not_landed(index, label, &svc.name, "the TLS service declares no [proxy] reload".into(), detail);
+        return n.lacks(
+            index,
+            label,
+            &svc.name,
+            &["TLS-EXPIRY", "NX-RELOAD"],
+            "a reload that applies new certificates without dropping traffic",
+            "[services.<tls service>.proxy] reload = { signal = \"HUP\" }",
+            detail,
+        );
     };
     if !certs.paths.contains_key(certificate) || certificate == "active" || certificate == "ca" {
         let names: Vec<&str> = crate::stack::certs::KINDS.iter().map(|k| k.0).collect();

@@ -42,17 +42,24 @@ pub async fn bad_config(n: &Nemesis<'_>, first_index: usize, svc: &Service, defe
     };
     let deadline = Duration::from_secs_f64(decl.map(|c| c.validate_deadline_s).unwrap_or(5.0));
     if cases.is_empty() {
-        let why = format!(
-            "service `{}` declares no {} variables (config.required_env / config.malformed_env)",
-            svc.name, defect
-        );
-        return vec![n.not_landed(
-            first_index,
-            format!("{defect} config for {}", svc.name),
-            &svc.name,
-            why,
-            bad_detail(defect, "", None, deadline),
-        )];
+        let label = format!("{defect} config for {}", svc.name);
+        let detail = bad_detail(defect, "", None, deadline);
+        // Without required variables there is nothing to validate; without a
+        // declared malformed value the harness has no bad value to try.
+        return vec![if defect == "missing" {
+            n.lacks(
+                first_index,
+                label,
+                &svc.name,
+                &["CF-VALIDATE"],
+                "configuration validated at startup (required variables)",
+                "[services.<app>.config] required_env = [...]",
+                detail,
+            )
+        } else {
+            let why = format!("service `{}` declares no malformed value to try (config.malformed_env)", svc.name);
+            n.not_landed(first_index, label, &svc.name, why, detail)
+        }];
     }
     let mut records = Vec::new();
     for (variable, value) in cases {
@@ -171,14 +178,21 @@ async fn one_bad_start(
 /// Restart `svc` with its observable variable changed, and read the effect.
 pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &str) -> FaultRecord {
     let Some(obs) = svc.config.as_ref().and_then(|c| c.env_observable.as_ref()) else {
-        let why = format!("service `{}` declares no config.env_observable", svc.name);
         let detail = FaultDetail::EnvRestart {
             variable: String::new(),
             value: value.into(),
             ready_at: None,
             observed: vec![],
         };
-        return n.not_landed(index, format!("env change on {}", svc.name), &svc.name, why, detail);
+        return n.lacks(
+            index,
+            format!("env change on {}", svc.name),
+            &svc.name,
+            &["CF-ENV"],
+            "configuration from environment variables with an observable effect",
+            "[services.<app>.config] env_observable = { variable, via = \"version-header\" }",
+            detail,
+        );
     };
     let label = format!("{} restarted with {}={value:?}", svc.name, obs.variable);
     let _ = n.backend.stop(&svc.name, n.manifest.grace()).await;
@@ -252,7 +266,6 @@ pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &st
 /// file, send the signal) and watch for the new value, with the PID kept.
 pub async fn reload_config(n: &Nemesis<'_>, index: usize, svc: &Service, value: &str) -> FaultRecord {
     let Some(reload) = svc.config.as_ref().and_then(|c| c.reload.as_ref()) else {
-        let why = format!("service `{}` declares no reloadable setting (config.reload)", svc.name);
         let detail = FaultDetail::ConfigReload {
             setting: String::new(),
             value: value.into(),
@@ -261,7 +274,15 @@ pub async fn reload_config(n: &Nemesis<'_>, index: usize, svc: &Service, value: 
             pid_after: None,
             observed_at: None,
         };
-        return n.not_landed(index, format!("reload on {}", svc.name), &svc.name, why, detail);
+        return n.lacks(
+            index,
+            format!("reload on {}", svc.name),
+            &svc.name,
+            &["CF-HOT"],
+            "a setting that can be changed without restarting the service",
+            "[services.<app>.config] reload = { file, template, setting, initial, signal, probe }",
+            detail,
+        );
     };
     let label = format!(
         "{} = {value:?} reloaded by SIG{} on {}",

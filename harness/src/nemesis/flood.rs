@@ -20,11 +20,13 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> F
         enqueued_until: 0,
     };
     let Some((worker, decl)) = n.manifest.services.iter().find_map(|s| s.worker.as_ref().map(|w| (s, w))) else {
-        return n.not_landed(
+        return n.lacks(
             index,
             label,
             "worker",
-            "the stack declares no [services.<name>.worker]".into(),
+            &["CW-FLOOD", "CW-CONC", "CW-PRIO", "CW-RECONNECT", "GS-WORKER"],
+            "a task worker (Celery on the Redis broker)",
+            "[services.<worker>.worker] queue, concurrency_env, enqueue, visibility_timeout_s",
             empty,
         );
     };

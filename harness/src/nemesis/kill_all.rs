@@ -26,7 +26,7 @@ pub async fn kill_all(n: &Nemesis<'_>, index: usize, role: &str, sig: Signal, do
         return n.not_landed(index, label, role, format!("no service with role `{role}`"), detail);
     }
     let log = access_log(n);
-    let log_from = log.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len());
+    let log_from = log.as_ref().and_then(|(p, _)| std::fs::metadata(p).ok()).map(|m| m.len());
     let injected_at = n.now();
     let mut proof = Vec::new();
     let mut all_down = true;
@@ -64,10 +64,29 @@ pub async fn kill_all(n: &Nemesis<'_>, index: usize, role: &str, sig: Signal, do
             proof.push(format!("{s} not ready again"));
         }
     }
-    let access_log_502 = log.zip(log_from).and_then(|(p, from)| count_502_since(&p, from));
-    if let Some(c) = access_log_502 {
-        proof.push(format!("access log: {c} × 502 meanwhile"));
-    }
+    let access_log_502 = match log.zip(log_from) {
+        Some(((path, format), from)) => match format {
+            Ok(format) => {
+                let lines = crate::observe::access_log::lines_since(&path, from).unwrap_or_default();
+                let (hits, unparsed) = crate::observe::access_log::count_status(&format, &lines, "502");
+                proof.push(format!(
+                    "access log (log_format {}): {hits} × 502 meanwhile{}",
+                    format.name,
+                    if unparsed > 0 {
+                        format!(", {unparsed} lines not in that format")
+                    } else {
+                        String::new()
+                    }
+                ));
+                (unparsed < lines.len() as u64 || lines.is_empty()).then_some(hits)
+            }
+            Err(why) => {
+                proof.push(format!("access log unreadable: {why}"));
+                None
+            }
+        },
+        None => None,
+    };
     detail = FaultDetail::AllDown {
         services,
         down_at: Some(down_at),
@@ -86,27 +105,26 @@ pub async fn kill_all(n: &Nemesis<'_>, index: usize, role: &str, sig: Signal, do
     }
 }
 
-/// The access log the proxy declares, in its service directory.
-fn access_log(n: &Nemesis<'_>) -> Option<std::path::PathBuf> {
+/// The access log the proxy declares, in its service directory, and its
+/// format as the proxy's rendered configuration declares it.
+fn access_log(n: &Nemesis<'_>) -> Option<(std::path::PathBuf, Result<crate::observe::access_log::LogFormat, String>)> {
     let svc = n
         .manifest
         .services
         .iter()
         .find(|s| s.proxy.as_ref().is_some_and(|p| p.access_log.is_some()))?;
-    let file = svc.proxy.as_ref()?.access_log.as_ref()?;
-    Some(n.plan.run_dir.join(&svc.name).join(file))
-}
-
-/// Lines written after byte `from` whose status (after the quoted request) is 502.
-fn count_502_since(path: &std::path::Path, from: u64) -> Option<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
-    f.seek(SeekFrom::Start(from)).ok()?;
-    let mut text = String::new();
-    f.read_to_string(&mut text).ok()?;
-    Some(
-        text.lines()
-            .filter(|l| l.rsplit_once('"').is_some_and(|(_, rest)| rest.trim_start().starts_with("502 ")))
-            .count() as u64,
-    )
+    let proxy = svc.proxy.as_ref()?;
+    let file = proxy.access_log.as_ref()?;
+    let dir = n.plan.run_dir.join(&svc.name);
+    let format = match &proxy.config_file {
+        Some(config) => {
+            let config = dir.join(config);
+            std::fs::read_to_string(&config)
+                .map_err(|e| format!("{}: {e}", config.display()))
+                .and_then(|text| crate::observe::access_log::format_for(&text, file))
+        }
+        // No configuration to read the format from: nginx's default.
+        None => crate::observe::access_log::LogFormat::compile("combined", crate::observe::access_log::COMBINED),
+    };
+    Some((dir.join(file), format))
 }

@@ -77,6 +77,29 @@ impl Nemesis<'_> {
     }
 
     /// A fault that never happened, recorded so checks can say inconclusive and why.
+    /// The fault needs a capability the standard requires and the stack
+    /// does not declare: not landed, and the requirements it tests fail
+    /// naming what is missing (never inconclusive, never pass).
+    #[allow(clippy::too_many_arguments)]
+    pub fn lacks(
+        &self,
+        index: usize,
+        label: String,
+        service: &str,
+        requirements: &[&str],
+        what: &str,
+        field: &str,
+        detail: FaultDetail,
+    ) -> FaultRecord {
+        self.recorder.missing(crate::history::MissingCapability {
+            requirements: requirements.iter().map(|r| r.to_string()).collect(),
+            what: what.to_string(),
+            field: field.to_string(),
+        });
+        let why = format!("the stack lacks {what} (declare it with `{field}`)");
+        self.not_landed(index, label, service, why, detail)
+    }
+
     pub fn not_landed(&self, index: usize, label: String, service: &str, why: String, detail: FaultDetail) -> FaultRecord {
         FaultRecord {
             index,

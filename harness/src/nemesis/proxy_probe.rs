@@ -39,7 +39,15 @@ pub async fn gzip_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRec
         return n.not_landed(index, label, target, "no service declares [proxy]".into(), empty);
     };
     let (Some(gz), Some(addr)) = (&decl.gzip, http_addr(n, svc)) else {
-        return n.not_landed(index, label, &svc.name, "the proxy declares no gzip paths".into(), empty);
+        return n.lacks(
+            index,
+            label,
+            &svc.name,
+            &["NX-GZIP"],
+            "gzip for responses above 1000 bytes",
+            "[services.<proxy>.proxy] gzip = { large, small }",
+            empty,
+        );
     };
     let injected_at = n.now();
     let client = wire_client(Duration::from_secs(5));
@@ -105,7 +113,15 @@ pub async fn cache_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRe
         return n.not_landed(index, label, target, "no service declares [proxy]".into(), empty);
     };
     let (Some(cache), Some(addr)) = (&decl.cache, http_addr(n, svc)) else {
-        return n.not_landed(index, label, &svc.name, "the proxy declares no cache path".into(), empty);
+        return n.lacks(
+            index,
+            label,
+            &svc.name,
+            &["NX-CACHE"],
+            "a proxy cache for 200 responses",
+            "[services.<proxy>.proxy] cache = { path, header, backend_path }",
+            empty,
+        );
     };
     let backend_path = cache
         .backend_path

@@ -118,7 +118,8 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
         }
         FaultAction::Burst => {
             let duration = Duration::from_secs_f64(spec.duration_s.unwrap_or(2.0));
-            vec![super::burst::burst(n, index, &spec.target, spec.rate_per_s.unwrap_or(100.0).max(0.1), duration).await]
+            let rate = super::burst::Rate::of(spec.rate_per_s, spec.times_limit);
+            vec![super::burst::burst(n, index, &spec.target, rate, duration).await]
         }
         FaultAction::BackendTraffic => {
             let window = Duration::from_secs_f64(spec.duration_s.unwrap_or(2.0));

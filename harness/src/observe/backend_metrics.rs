@@ -19,7 +19,9 @@ pub struct BackendCounters {
 }
 
 /// Read every declared metrics endpoint; `path` keeps only request series
-/// whose `path` label equals it. `None` when no backend could be read.
+/// whose path label (the manifest's `path_label`) equals it. `None` when no
+/// backend could be read, or one lacks a declared series: a counter the
+/// harness cannot see is unreadable, never 0.
 pub async fn read(manifest: &Manifest, backend: &dyn Backend, path: Option<&str>) -> Option<BackendCounters> {
     let client = probe_client(Duration::from_millis(1000));
     let mut total = BackendCounters {
@@ -36,9 +38,22 @@ pub async fn read(manifest: &Manifest, backend: &dyn Backend, path: Option<&str>
             continue;
         }
         total.read += 1;
-        total.requests += sum_series(&answer.body, &decl.requests, path);
+        let label = path.map(|p| (decl.path_label.as_str(), p));
+        match sum_series(&answer.body, &decl.requests, label) {
+            Some(n) => total.requests += n,
+            None => {
+                tracing::warn!(
+                    "{}: {} has no series `{}`{}: the backend counters are unreadable",
+                    svc.name,
+                    decl.path,
+                    decl.requests,
+                    label.map(|(l, _)| format!(" with a `{l}` label")).unwrap_or_default()
+                );
+                return None;
+            }
+        }
         total.connections = match (&decl.connections, total.connections) {
-            (Some(name), Some(sum)) => Some(sum + sum_series(&answer.body, name, None)),
+            (Some(name), Some(sum)) => sum_series(&answer.body, name, None).map(|n| sum + n),
             _ => None,
         };
     }
@@ -46,25 +61,31 @@ pub async fn read(manifest: &Manifest, backend: &dyn Backend, path: Option<&str>
 }
 
 /// Sum of the samples of `metric` in a Prometheus text exposition, optionally
-/// only those labelled `path="<path>"`.
-pub fn sum_series(text: &str, metric: &str, path: Option<&str>) -> u64 {
-    let wanted = path.map(|p| format!("path=\"{p}\""));
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name_labels, value) = l.rsplit_once(' ')?;
-            let name = name_labels.split('{').next()?;
-            if name != metric {
-                return None;
+/// only those whose label `(name, value)` matches. `None` when the metric has
+/// no sample at all, or (with a label) no sample carries that label: absent,
+/// not zero.
+pub fn sum_series(text: &str, metric: &str, label: Option<(&str, &str)>) -> Option<u64> {
+    let wanted = label.map(|(name, value)| (format!("{name}=\""), format!("{name}=\"{value}\"")));
+    let mut seen = false;
+    let mut sum = 0u64;
+    for l in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name_labels, value)) = l.rsplit_once(' ') else { continue };
+        if name_labels.split('{').next() != Some(metric) {
+            continue;
+        }
+        if let Some((has_label, matches)) = &wanted {
+            if !name_labels.contains(has_label.as_str()) {
+                continue;
             }
-            if let Some(w) = &wanted
-                && !name_labels.contains(w.as_str())
-            {
-                return None;
+            seen = true;
+            if !name_labels.contains(matches.as_str()) {
+                continue;
             }
-            value.trim().parse::<f64>().ok().map(|v| v as u64)
-        })
-        .sum()
+        }
+        seen = true;
+        sum += value.trim().parse::<f64>().map(|v| v as u64).unwrap_or(0);
+    }
+    seen.then_some(sum)
 }
 
 #[cfg(test)]
@@ -77,9 +98,12 @@ mod tests {
                     http_requests_total{method=\"GET\",path=\"/a\",status=\"503\"} 2\n\
                     http_requests_total{method=\"GET\",path=\"/b\",status=\"200\"} 7\n\
                     http_connections_accepted_total 4\n";
-        assert_eq!(sum_series(text, "http_requests_total", None), 12);
-        assert_eq!(sum_series(text, "http_requests_total", Some("/a")), 5);
-        assert_eq!(sum_series(text, "http_connections_accepted_total", None), 4);
-        assert_eq!(sum_series(text, "missing", None), 0);
+        assert_eq!(sum_series(text, "http_requests_total", None), Some(12));
+        assert_eq!(sum_series(text, "http_requests_total", Some(("path", "/a"))), Some(5));
+        assert_eq!(sum_series(text, "http_requests_total", Some(("path", "/never"))), Some(0));
+        assert_eq!(sum_series(text, "http_connections_accepted_total", None), Some(4));
+        // Absent metric, or a label no sample has: unreadable, not 0.
+        assert_eq!(sum_series(text, "missing", None), None);
+        assert_eq!(sum_series(text, "http_requests_total", Some(("handler", "/a"))), None);
     }
 }

@@ -1,6 +1,7 @@
 //! Observers sample the stack into the history: health probes, Redis's view
 //! of its clients, the kernel's view of sockets and processes.
 
+pub mod access_log;
 pub mod backend_metrics;
 pub mod celery_events;
 pub mod health;

@@ -160,6 +160,8 @@ fn shutdown_history() -> History {
         redis: Default::default(),
         monitoring: Default::default(),
         connections: Default::default(),
+        baseline: None,
+        missing: Vec::new(),
     }
 }
 
