@@ -40,6 +40,14 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Check the manifest, its templates and the scenarios against it without starting anything.
+    Validate {
+        /// Scenario files or directories (default: scenarios/).
+        scenarios: Vec<PathBuf>,
+        /// The stack manifest, or the directory holding stack.toml.
+        #[arg(long, default_value = "fixtures/stacks/reference")]
+        stack: PathBuf,
+    },
     /// List scenarios and the requirement IDs each covers.
     List {
         /// Scenario files or directories (default: scenarios/).

@@ -658,6 +658,14 @@ pub struct CeleryEventsRecord {
     /// Task events about tasks the harness did not enqueue (a stack's own tasks).
     #[serde(default)]
     pub foreign_tasks: u64,
+    /// Tasks whose result the stack's Celery result backend holds
+    /// (`celery-task-meta-<id>` on the broker's Redis); 0 without one.
+    #[serde(default)]
+    pub results_stored: u64,
+    /// Of those, finishes taken from the result (`date_done`) because no
+    /// task-succeeded event was seen.
+    #[serde(default)]
+    pub finishes_from_results: u64,
 }
 
 impl CeleryEventsRecord {

@@ -20,3 +20,4 @@ pub mod run;
 pub mod scenario;
 pub mod stack;
 pub mod timeline;
+pub mod validate;

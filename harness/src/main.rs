@@ -39,6 +39,31 @@ fn main() -> ExitCode {
             scenarios,
             requirements: reqs,
         } => list(scenarios, reqs),
+        Command::Validate { scenarios, stack } => {
+            let opts = RunOptions {
+                stack,
+                scenarios: if scenarios.is_empty() {
+                    vec![PathBuf::from("scenarios")]
+                } else {
+                    scenarios
+                },
+                out: PathBuf::from("reports"),
+                seed: None,
+                keep: false,
+                progress: false,
+            };
+            match chaosgate::validate::validate(&opts) {
+                Ok(v) => {
+                    print!("{}", v.render());
+                    if v.errors.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(RunStatus::CouldNotRun.code())
+                    }
+                }
+                Err(e) => input_error(&e),
+            }
+        }
         Command::Doctor { stack } => match chaosgate::manifest::load(&stack) {
             Ok(m) => {
                 let findings = doctor::diagnose(&m);

@@ -4,7 +4,7 @@
 
 use super::verdict::{Outcome, Verdict};
 use super::{CheckInput, outages, rel};
-use crate::history::{FaultDetail, FaultRecord, History, Micros, ServiceEventKind, TaskRecord};
+use crate::history::{FaultDetail, FaultRecord, History, LostWhere, Micros, ServiceEventKind, TaskRecord};
 
 /// The standard's queue-length alert threshold (AL-QUEUE).
 pub const QUEUE_ALERT: u64 = 100;
@@ -30,7 +30,7 @@ impl TaskTally {
         let (unobserved, lost) = t
             .lost
             .into_iter()
-            .partition(|id| h.redis.lost_whereabouts.get(id) == Some(&crate::history::LostWhere::Unobserved));
+            .partition(|id| h.redis.lost_whereabouts.get(id) == Some(&LostWhere::Unobserved));
         t.unobserved = unobserved;
         t.lost = lost;
         t
@@ -447,10 +447,24 @@ pub fn gs_worker(input: &CheckInput<'_>) -> Verdict {
     let visibility = h.redis.visibility_timeout_ms.unwrap_or(3_600_000);
     let end = h.redis.queue.last().map(|q| q.at).unwrap_or(0);
     let last_kill = stops.iter().filter(|(_, s)| *s == "SIGKILL").map(|(f, _)| f.injected_at).max();
+    // A lost task in no queue and not unacknowledged can never come back
+    // (acknowledged before it ran, say); one still unacknowledged or queued
+    // may, once the visibility timeout has passed.
+    let gone: Vec<String> = tally
+        .lost
+        .iter()
+        .filter(|id| {
+            matches!(
+                h.redis.lost_whereabouts.get(*id),
+                Some(LostWhere::StartedNeverFinished | LostWhere::TakenNeverRun | LostWhere::Failed)
+            )
+        })
+        .cloned()
+        .collect();
     let mut v = if !tally.lost.is_empty() {
         // After a SIGKILL the task comes back only after the visibility timeout.
         let waited = last_kill.map(|k| end.saturating_sub(k) / 1000).unwrap_or(u64::MAX);
-        if waited < visibility {
+        if waited < visibility && gone.is_empty() {
             Verdict::new(
                 ID,
                 Outcome::Inconclusive,
@@ -461,10 +475,18 @@ pub fn gs_worker(input: &CheckInput<'_>) -> Verdict {
                 expected,
             )
         } else {
+            let never_back = if gone.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} in no queue and not unacknowledged: they cannot be delivered again)",
+                    gone.len()
+                )
+            };
             Verdict::new(
                 ID,
                 Outcome::Fail,
-                format!("{} tasks lost: {}", tally.lost.len(), tally.describe()),
+                format!("{} tasks lost{never_back}: {}", tally.lost.len(), tally.describe()),
                 expected,
             )
             .with_evidence(lost_evidence(h, &tally.lost))
@@ -623,6 +645,46 @@ mod tests {
         let v = gs_worker(&input(&h));
         assert_eq!(v.outcome, Outcome::Inconclusive, "{v:#?}");
         assert!(v.measured.contains("flood did not land"), "{}", v.measured);
+    }
+
+    /// A task acknowledged before it ran (Celery's default, acks_late off)
+    /// and cut off by a SIGKILL is in no queue and not unacknowledged: it can
+    /// never come back, so waiting for the visibility timeout proves nothing.
+    #[test]
+    fn gs_worker_fails_before_the_visibility_timeout_when_a_task_cannot_come_back() {
+        let mut h = History::default();
+        h.faults.push(flood(true));
+        let mut kill = flood(true);
+        kill.index = 1;
+        kill.injected_at = 1_000_000;
+        kill.detail = FaultDetail::Outage {
+            signal: "SIGKILL".into(),
+            down_at: Some(1_000_000),
+            restarted_at: Some(3_500_000),
+            ready_at: Some(4_000_000),
+        };
+        h.faults.push(kill);
+        h.redis.visibility_timeout_ms = Some(3_600_000);
+        h.redis.celery.watched = true;
+        h.redis.celery.subscriptions.push((0, None));
+        h.redis.celery.counts.insert("task-started".into(), 2);
+        h.redis.tasks = vec![task("a", 5, 10, &[500_000], &[]), task("b", 5, 10, &[600_000], &[700_000])];
+        h.redis.queue.push(crate::history::QueueSample {
+            at: 9_000_000,
+            total: 0,
+            base_list: 0,
+            reserved: Some(0),
+        });
+        h.redis.lost_whereabouts.insert("a".into(), LostWhere::Unacknowledged);
+        assert_eq!(
+            gs_worker(&input(&h)).outcome,
+            Outcome::Inconclusive,
+            "unacknowledged: it may still come back"
+        );
+        h.redis.lost_whereabouts.insert("a".into(), LostWhere::StartedNeverFinished);
+        let v = gs_worker(&input(&h));
+        assert_eq!(v.outcome, Outcome::Fail, "{v:#?}");
+        assert!(v.measured.contains("cannot be delivered again"), "{}", v.measured);
     }
 
     /// A worker without -E: tasks enqueued, the queue emptied, no task event.

@@ -302,7 +302,60 @@ pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, watch: Option<C
     }
     let watched = watch.map(|w| w.stop(recorder.clock.now())).unwrap_or_default();
     recorder.with_redis(|r| fold_events(r, watched));
+    read_results(t, recorder).await;
     locate_unfinished(t, decl, recorder).await;
+}
+
+/// Celery's Redis result backend keeps each result at `celery-task-meta-<id>`
+/// (JSON with `status` and `date_done`). Where the stack has one, a task's
+/// success is there even when its task-succeeded event was never seen.
+async fn read_results(t: &RedisTarget, recorder: &crate::history::Recorder) {
+    let ids: Vec<String> = recorder.with_redis(|r| r.tasks.iter().map(|t| t.id.clone()).collect());
+    let Ok(mut conn) = connect_as_client(t).await else { return };
+    let wall_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let offset = wall_now.saturating_sub(recorder.clock.now());
+    let mut results = std::collections::HashMap::new();
+    for chunk in ids.chunks(200) {
+        let keys: Vec<String> = chunk.iter().map(|id| format!("celery-task-meta-{id}")).collect();
+        let Ok(values) = redis::cmd("MGET").arg(&keys).query_async::<Vec<Option<String>>>(&mut conn).await else {
+            return;
+        };
+        for (id, value) in chunk.iter().zip(values) {
+            if let Some(meta) = value.and_then(|v| serde_json::from_str::<serde_json::Value>(&v).ok()) {
+                results.insert(id.clone(), meta);
+            }
+        }
+    }
+    recorder.with_redis(|r| {
+        r.celery.results_stored = results.len() as u64;
+        for task in r.tasks.iter_mut().filter(|t| t.finishes.is_empty()) {
+            let Some(meta) = results.get(&task.id) else { continue };
+            let at = meta["date_done"]
+                .as_str()
+                .and_then(parse_date_done)
+                .map_or(0, |us| us.saturating_sub(offset));
+            match meta["status"].as_str() {
+                Some("SUCCESS") => {
+                    task.finishes.push((at, 0));
+                    r.celery.finishes_from_results += 1;
+                }
+                Some("FAILURE") if task.failures.is_empty() => task.failures.push((at, 0)),
+                _ => {}
+            }
+        }
+    });
+}
+
+/// Celery's `date_done`: ISO 8601, with an offset (Celery 5) or naive UTC (older).
+pub fn parse_date_done(text: &str) -> Option<u64> {
+    use time::format_description::well_known::Iso8601;
+    let parsed = time::OffsetDateTime::parse(text, &Iso8601::DEFAULT)
+        .or_else(|_| time::PrimitiveDateTime::parse(text, &Iso8601::DEFAULT).map(|p| p.assume_utc()))
+        .ok()?;
+    u64::try_from(parsed.unix_timestamp_nanos() / 1000).ok()
 }
 
 /// Put each task event on its task; a task the harness did not enqueue
@@ -344,13 +397,15 @@ fn fold_events(r: &mut crate::history::RedisRecord, watched: Watched) {
 /// queue list, in the unacknowledged hash, or nowhere (lost in delivery).
 async fn locate_unfinished(t: &RedisTarget, decl: &crate::manifest::WorkerDecl, recorder: &crate::history::Recorder) {
     let now = recorder.clock.now();
-    // (id, started, failed, a gap in the event subscription since it was enqueued)
+    // (id, started, failed, a gap in the event subscription since it was
+    // enqueued). With a result backend a missing result is evidence enough.
     let unfinished: Vec<(String, bool, bool, bool)> = recorder.with_redis(|r| {
+        let results = r.celery.results_stored > 0;
         r.tasks
             .iter()
             .filter(|t| t.finishes.is_empty())
             .map(|t| {
-                let gap = r.celery.gap_within(t.enqueued_at, now).is_some();
+                let gap = !results && r.celery.gap_within(t.enqueued_at, now).is_some();
                 (t.id.clone(), !t.starts.is_empty(), !t.failures.is_empty(), gap)
             })
             .collect()
@@ -501,6 +556,13 @@ pub async fn observe_after_faults(manifest: &Manifest, plan: &StackPlan, watch: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_celerys_date_done_with_and_without_an_offset() {
+        assert_eq!(parse_date_done("2026-12-02T06:31:40.500000+00:00"), Some(1_796_193_100_500_000));
+        assert_eq!(parse_date_done("2026-12-02T06:31:40.500000"), Some(1_796_193_100_500_000));
+        assert_eq!(parse_date_done("yesterday"), None);
+    }
 
     #[test]
     fn parses_info_sections() {
