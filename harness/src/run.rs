@@ -266,12 +266,8 @@ fn load_tls_problem(manifest: &Manifest, s: &Scenario) -> Option<String> {
     if !s.load.tls {
         return None;
     }
-    let Some(tls) = &manifest.tls else {
-        return Some(format!(
-            "HTTPS load needs the stack's TLS endpoint, but {} declares no [tls] section (service, port, host)",
-            manifest.file.display()
-        ));
-    };
+    // A stack without TLS is judged (it lacks what the standard requires), not refused.
+    let tls = manifest.tls.as_ref()?;
     if let Some(port) = &s.load.port {
         return Some(format!(
             "HTTPS load goes to the [tls] port `{}` of `{}`; remove load.port = \"{port}\"",
@@ -333,6 +329,9 @@ pub async fn run_scenario(
     keep: bool,
     progress: bool,
 ) -> (ScenarioResult, bool) {
+    if scenario.load.tls && manifest.tls.is_none() {
+        return (no_tls_result(manifest, scenario), false);
+    }
     // Endpoint roles the scenario asks for, in the stack's own paths.
     let (load, unmapped) = resolve_endpoints(manifest, &scenario.load);
     let resolved;
@@ -581,6 +580,25 @@ pub fn resolve_endpoints(manifest: &Manifest, load: &crate::scenario::LoadSpec) 
         }
     }
     (load, unmapped)
+}
+
+/// HTTPS load against a stack with no TLS: nothing is started, and every
+/// requirement the scenario covers fails, as the standard requires TLS.
+fn no_tls_result(manifest: &Manifest, scenario: &Scenario) -> ScenarioResult {
+    let mut result = unmapped_result(manifest, scenario, &[]);
+    for v in &mut result.verdicts {
+        *v = check::verdict::Verdict::new(
+            &v.requirement,
+            check::verdict::Outcome::Fail,
+            format!(
+                "the stack lacks TLS, which the standard requires (certificates renewed and reloaded without dropping traffic); \
+                 this scenario's load is HTTPS. If it has TLS, declare [tls] service, port, host in {}",
+                manifest.file.display()
+            ),
+            "HTTPS load to the stack's TLS endpoint",
+        );
+    }
+    result
 }
 
 /// A scenario that needs endpoints the stack does not map: nothing is

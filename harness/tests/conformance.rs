@@ -3,6 +3,7 @@
 //! nginx and refstack on loopback.
 
 use chaosgate::check::verdict::Outcome;
+use chaosgate::check::verdict::Outcome::{Fail, Pass};
 use chaosgate::report::model::{RunReport, ScenarioResult, StackInfo};
 use chaosgate::run::{build_stack, run_scenario};
 use chaosgate::{check, manifest, scenario};
@@ -92,6 +93,39 @@ fn real_celery_worker_passes(#[case] scenario_file: &str) {
     for v in &result.verdicts {
         assert_eq!(v.outcome, Outcome::Pass, "real Celery must pass:\n{}", describe(&result));
     }
+}
+
+/// `fixtures/stacks/orders`, a stack written without chaosgate in mind
+/// (Flask on gunicorn, stock Celery, stock-style nginx, Debian's redis.conf):
+/// chaosgate's verdict for each ID equals the one measured by hand
+/// (`fixtures/stacks/orders/GROUND_TRUTH.md`), with no shim in its manifest.
+#[rstest]
+#[case::sigterm_drain("scenarios/sigterm-drain.toml", &[("HC-READY", Pass), ("GS-SIGTERM", Pass), ("GS-DRAIN", Pass), ("GS-CLEANUP", Pass)])]
+#[case::redis_outage_health("scenarios/redis-outage-health.toml", &[("HC-READY", Pass), ("HC-LIVE", Pass), ("HC-AGG", Pass)])]
+#[case::config("scenarios/config.toml", &[("CF-HOT", Fail), ("CF-ENV", Pass), ("CF-VALIDATE", Pass)])]
+#[case::nginx_rate("scenarios/nginx-rate.toml", &[("NX-RATE", Fail)])]
+#[case::worker_flood("scenarios/worker-flood.toml", &[("CW-FLOOD", Pass), ("CW-CONC", Pass), ("CW-PRIO", Fail)])]
+#[case::worker_sigterm("scenarios/worker-sigterm.toml", &[("GS-WORKER", Fail)])]
+fn third_party_stack_matches_its_ground_truth(#[case] scenario_file: &str, #[case] truth: &[(&str, Outcome)]) {
+    assert!(
+        repo(".venv/bin/gunicorn").is_file(),
+        "the orders stack's Python missing: .venv/bin/pip install -r fixtures/stacks/orders/requirements.txt"
+    );
+    let (result, _) = run("fixtures/stacks/orders", scenario_file);
+    assert_eq!(result.error, None);
+    let report = describe(&result);
+    for (id, measured) in truth {
+        let v = result
+            .verdicts
+            .iter()
+            .find(|v| v.requirement == *id)
+            .unwrap_or_else(|| panic!("{id} not judged\n{report}"));
+        assert_eq!(
+            v.outcome, *measured,
+            "{id}: chaosgate disagrees with the hand-measured ground truth:\n{report}"
+        );
+    }
+    assert_eq!(result.verdicts.len(), truth.len(), "{report}");
 }
 
 /// Real Celery under a Redis SIGKILL: kombu's Redis transport takes a task

@@ -5,7 +5,26 @@
 use super::Nemesis;
 use crate::history::{FaultDetail, FaultRecord, Finding, TaskRecord};
 use crate::observe::redis_state;
+use futures_util::StreamExt;
 use std::time::Duration;
+
+/// Enqueue requests in flight at once.
+const FLOOD_IN_FLIGHT: usize = 8;
+
+/// POST one task; its id from the 2xx answer, or why there is none.
+async fn enqueue_one(client: &reqwest::Client, url: &str, decl: &crate::manifest::EnqueueDecl) -> Result<String, String> {
+    let resp = client.post(url).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status().as_u16()));
+    }
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    decl.task_id_in(&body).ok_or_else(|| {
+        format!(
+            "2xx without a task id at `{}` (the manifest's enqueue.task_id): {body}",
+            decl.task_id
+        )
+    })
+}
 
 /// The standard's priorities: high, medium, low.
 pub const PRIORITIES: [u8; 3] = [10, 5, 1];
@@ -40,34 +59,34 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> F
         .build()
         .unwrap_or_default();
     let mut rng = fastrand::Rng::with_seed(n.seed ^ index as u64);
+    let priorities: Vec<u8> = (0..count).map(|_| PRIORITIES[rng.usize(..PRIORITIES.len())]).collect();
     let injected_at = n.now();
     let mut accepted = 0;
     let mut failures = Vec::new();
-    for _ in 0..count {
-        let priority = PRIORITIES[rng.usize(..PRIORITIES.len())];
-        let url = format!("http://{addr}{}", decl.enqueue.path_for(priority, task_ms));
-        let at = n.now();
-        match client.post(&url).send().await {
-            Ok(resp) if resp.status().is_success() => {
-                let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                match decl.enqueue.task_id_in(&body) {
-                    Some(id) => {
-                        accepted += 1;
-                        n.recorder.task_enqueued(TaskRecord {
-                            id,
-                            priority,
-                            enqueued_at: at,
-                            ..TaskRecord::default()
-                        });
-                    }
-                    None => failures.push(format!(
-                        "2xx without a task id at `{}` (the manifest's enqueue.task_id): {body}",
-                        decl.enqueue.task_id
-                    )),
-                }
+    // Several in flight: a flood outpaces the worker even where one enqueue
+    // takes milliseconds (a Python app behind gunicorn), so a backlog forms.
+    let answers: Vec<(u8, u64, Result<String, String>)> = futures_util::stream::iter(priorities)
+        .map(|priority| {
+            let url = format!("http://{addr}{}", decl.enqueue.path_for(priority, task_ms));
+            let client = client.clone();
+            let at = n.now();
+            async move { (priority, at, enqueue_one(&client, &url, &decl.enqueue).await) }
+        })
+        .buffered(FLOOD_IN_FLIGHT)
+        .collect()
+        .await;
+    for (priority, at, answer) in answers {
+        match answer {
+            Ok(id) => {
+                accepted += 1;
+                n.recorder.task_enqueued(TaskRecord {
+                    id,
+                    priority,
+                    enqueued_at: at,
+                    ..TaskRecord::default()
+                });
             }
-            Ok(resp) => failures.push(format!("status {}", resp.status().as_u16())),
-            Err(e) => failures.push(e.to_string()),
+            Err(why) => failures.push(why),
         }
     }
     let enqueued_until = n.now();
