@@ -311,6 +311,10 @@ pub enum FaultDetail {
         backend_requests: Option<u64>,
         /// TCP connections the backends accepted in the window.
         backend_connections: Option<u64>,
+        /// New TCP connections to the backends' ports in the window, counted
+        /// from the kernel's socket table (no help from the app needed).
+        #[serde(default)]
+        kernel_connections: Option<u64>,
     },
     /// Responses to GETs with and without `Accept-Encoding: gzip` (NX-GZIP).
     Gzip { answers: Vec<GzipAnswer>, min_length: u32 },

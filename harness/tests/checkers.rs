@@ -1245,3 +1245,105 @@ fn a_clean_baseline_changes_nothing() {
     assert!(!h.baseline.as_ref().unwrap().fails());
     assert_eq!(check("GS-DRAIN", &h).outcome, Pass);
 }
+
+/// Every kind of fault, recorded as not landed, in one history with load,
+/// probes and Redis state that would otherwise look healthy: no check may
+/// pass on it (a fault that did not happen proves nothing).
+#[test]
+fn no_check_passes_when_no_fault_of_any_kind_landed() {
+    use chaosgate::history::{BurstObservation, HttpsTally};
+    let detail_of = |kind: usize| -> FaultDetail {
+        match kind {
+            0 => FaultDetail::Outage {
+                signal: "SIGKILL".into(),
+                down_at: Some(ms(T0)),
+                restarted_at: Some(ms(UP)),
+                ready_at: Some(ms(BACK)),
+            },
+            1 => FaultDetail::Pause { resumed_at: Some(ms(UP)) },
+            2 => FaultDetail::Burst(BurstObservation {
+                path: "/limited".into(),
+                rate_per_s: 200.0,
+                duration_ms: 2_000,
+                sent: 400,
+                statuses: [(200, 50), (429, 350)].into_iter().collect(),
+                limit_rate_per_s: 20.0,
+                limit_burst: 10,
+                backend_requests: Some(50),
+                ..Default::default()
+            }),
+            3 => FaultDetail::BackendTraffic {
+                window_ms: 2_000,
+                client_requests: 1_000,
+                backend_requests: Some(1_000),
+                backend_connections: Some(2),
+                kernel_connections: Some(2),
+            },
+            4 => FaultDetail::Gzip {
+                answers: vec![],
+                min_length: 1000,
+            },
+            5 => FaultDetail::Cache {
+                path: "/cached".into(),
+                header: "X-Cache-Status".into(),
+                answers: vec![(200, Some("MISS".into())), (200, Some("HIT".into()))],
+                backend_requests: Some(1),
+            },
+            6 => FaultDetail::AllDown {
+                services: vec![APP.into()],
+                down_at: Some(ms(T0)),
+                restarted_at: Some(ms(UP)),
+                access_log_502: Some(10),
+            },
+            7 => FaultDetail::CertReload {
+                certificate: "expired".into(),
+                via: "signal HUP".into(),
+                pid_before: 1,
+                pid_after: Some(1),
+                reloaded_at: Some(ms(T0)),
+                served_at: Some(ms(T0 + 100)),
+                before: None,
+                after: None,
+                https: HttpsTally::default(),
+            },
+            8 => FaultDetail::BrokenReload {
+                pid_before: 1,
+                pid_after: Some(1),
+                test_failed: true,
+                test_output: "emerg".into(),
+                served_after: 10,
+                reloaded_at: Some(ms(T0)),
+            },
+            _ => FaultDetail::Flood {
+                requested: 500,
+                accepted: 500,
+                queue_total: Some(400),
+                queue_base_list: Some(100),
+                enqueued_until: ms(T0),
+            },
+        }
+    };
+    let mut faults: Vec<FaultRecord> = (0..10)
+        .map(|kind| {
+            let mut f = redis_outage();
+            f.index = kind;
+            f.detail = detail_of(kind);
+            not_landed(f)
+        })
+        .collect();
+    faults.extend([
+        not_landed(sigterm()),
+        not_landed(env_restart("v2", &["v2"], true)),
+        not_landed(bad_start(None, code(1), Some(100), false, true)),
+        not_landed(reload(Some(4242), Some(300))),
+    ]);
+    let mut h = history(faults);
+    h.requests = steady_load(1_000, 20_000);
+    for kind in [ProbeKind::Ready, ProbeKind::Live] {
+        h.probes.extend(probes(kind, 1_000, 20_000, 200));
+    }
+    for (id, _) in CHECKS {
+        let v = check(id, &h);
+        assert_ne!(v.outcome, Pass, "{id} passed on faults that did not land: {v:#?}");
+    }
+}

@@ -216,7 +216,26 @@ fn traffic(requests: u64, connections: Option<u64>) -> FaultDetail {
         client_requests: requests,
         backend_requests: Some(requests),
         backend_connections: connections,
+        kernel_connections: None,
     }
+}
+
+/// An app that counts no connections: the kernel's socket table counts them,
+/// and every request through the proxy counts as one backend request.
+#[test]
+fn nx_keepalive_counts_connections_from_the_kernel_when_the_app_does_not() {
+    let kernel = |conns| FaultDetail::BackendTraffic {
+        window_ms: 2000,
+        client_requests: 1500,
+        backend_requests: None,
+        backend_connections: None,
+        kernel_connections: Some(conns),
+    };
+    let v = check("NX-KEEPALIVE", &history(vec![], vec![fault("entry", T0, true, kernel(1500))]));
+    assert_eq!(v.outcome, Fail, "{v:#?}");
+    assert!(v.evidence.iter().any(|e| e.contains("kernel's socket table")), "{v:#?}");
+    let v = check("NX-KEEPALIVE", &history(vec![], vec![fault("entry", T0, true, kernel(3))]));
+    assert_eq!(v.outcome, Pass, "{v:#?}");
 }
 
 #[test]

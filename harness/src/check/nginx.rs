@@ -249,11 +249,21 @@ pub fn nx_keepalive(input: &CheckInput<'_>) -> Verdict {
             client_requests,
             backend_requests,
             backend_connections,
+            kernel_connections,
         } = &f.detail
         else {
             continue;
         };
-        let (Some(reqs), Some(conns)) = (backend_requests, backend_connections) else {
+        // The app's own counters where it keeps them; else the kernel's
+        // socket table, and every proxied request counted once.
+        let source = if backend_connections.is_some() {
+            "the backends' own counters"
+        } else {
+            "the kernel's socket table (new connections) and the load's requests through the proxy"
+        };
+        let conns = backend_connections.or(*kernel_connections);
+        let reqs = backend_requests.or(kernel_connections.map(|_| *client_requests));
+        let (Some(reqs), Some(conns)) = (reqs.as_ref(), conns.as_ref()) else {
             return Verdict::new(
                 ID,
                 Outcome::Inconclusive,
@@ -277,6 +287,7 @@ pub fn nx_keepalive(input: &CheckInput<'_>) -> Verdict {
         let outcome = if ratio <= 0.1 { Outcome::Pass } else { Outcome::Fail };
         return Verdict::new(ID, outcome, measured, expected)
             .with_evidence(f.proof.clone())
+            .with_evidence(format!("counted by {source}"))
             .with_reading("\"far fewer\": at most 1 new connection per 10 requests");
     }
     Verdict::new(

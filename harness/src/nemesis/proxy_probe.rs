@@ -171,11 +171,22 @@ pub async fn cache_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRe
 pub async fn backend_traffic(n: &Nemesis<'_>, index: usize, target: &str, window: Duration) -> FaultRecord {
     let label = format!("backend counters over {:.1} s", window.as_secs_f64());
     let injected_at = n.now();
+    // The backends: every app the proxy could send to.
+    let ports: Vec<u16> = n
+        .manifest
+        .services
+        .iter()
+        .filter(|s| s.role == crate::manifest::Role::App)
+        .flat_map(|s| s.ports.iter().filter_map(|p| n.backend.endpoint(&s.name, p)).map(|a| a.port()))
+        .collect();
     let (client_before, _) = n.recorder.request_counts();
     let before = backend_metrics::read(n.manifest, n.backend, None).await;
+    let sockets_before = crate::observe::sockets::connections_to_ports(&ports);
     tokio::time::sleep(window).await;
+    let sockets_after = crate::observe::sockets::connections_to_ports(&ports);
     let after = backend_metrics::read(n.manifest, n.backend, None).await;
     let (client_after, _) = n.recorder.request_counts();
+    let kernel_connections = (!ports.is_empty()).then(|| sockets_after.difference(&sockets_before).count() as u64);
     let (requests, connections) = match before.zip(after) {
         Some((b, a)) => (
             Some(a.requests.saturating_sub(b.requests)),
@@ -184,7 +195,7 @@ pub async fn backend_traffic(n: &Nemesis<'_>, index: usize, target: &str, window
         None => (None, None),
     };
     let client_requests = client_after - client_before;
-    let landed = client_requests > 0 && requests.is_some_and(|r| r > 0);
+    let landed = client_requests > 0 && (requests.is_some_and(|r| r > 0) || kernel_connections.is_some());
     let show = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "(unreadable)".into());
     FaultRecord {
         index,
@@ -194,15 +205,18 @@ pub async fn backend_traffic(n: &Nemesis<'_>, index: usize, target: &str, window
         healed_at: Some(n.now()),
         landed,
         proof: format!(
-            "{client_requests} requests through the proxy; backends counted {} requests on {} new connections",
+            "{client_requests} requests through the proxy; backends counted {} requests on {} new connections; \
+             the kernel saw {} new connections to the backends' ports",
             show(requests),
-            show(connections)
+            show(connections),
+            show(kernel_connections)
         ),
         detail: FaultDetail::BackendTraffic {
             window_ms: window.as_millis() as u64,
             client_requests,
             backend_requests: requests,
             backend_connections: connections,
+            kernel_connections,
         },
     }
 }

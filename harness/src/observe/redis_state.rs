@@ -365,7 +365,14 @@ fn fold_events(r: &mut crate::history::RedisRecord, watched: Watched) {
     let mut events = watched.tasks;
     events.sort_by_key(|e| e.at);
     r.celery = watched.record;
-    r.worker_kind = r.celery.workers.iter().find_map(|w| w.software.clone());
+    // What the worker says it is (worker-* events); else the host name its
+    // task events carry, when no worker event came while subscribed.
+    r.worker_kind = r
+        .celery
+        .workers
+        .iter()
+        .find_map(|w| w.software.clone())
+        .or_else(|| events.first().map(|e| e.hostname.clone()).filter(|h| !h.is_empty()));
     for e in events {
         let i = match index.get(&e.uuid) {
             Some(i) => *i,
@@ -561,6 +568,8 @@ mod tests {
     fn reads_celerys_date_done_with_and_without_an_offset() {
         assert_eq!(parse_date_done("2026-12-02T06:31:40.500000+00:00"), Some(1_796_193_100_500_000));
         assert_eq!(parse_date_done("2026-12-02T06:31:40.500000"), Some(1_796_193_100_500_000));
+        // What refstack's worker writes (RFC 3339, `Z`).
+        assert_eq!(parse_date_done("2026-12-02T06:31:40.5Z"), Some(1_796_193_100_500_000));
         assert_eq!(parse_date_done("yesterday"), None);
     }
 

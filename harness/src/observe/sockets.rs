@@ -76,6 +76,26 @@ pub fn connections_to(pids: &[u32], remote_port: u16) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Every TCP connection (not a listener) with a server side on one of
+/// `ports`, named (client, server), whichever side the kernel still lists:
+/// the closing side keeps its entry in TIME_WAIT for a minute, so a
+/// connection opened and closed between two looks is still seen.
+pub fn connections_to_ports(ports: &[u16]) -> HashSet<(SocketAddr, SocketAddr)> {
+    all_tcp()
+        .into_iter()
+        .filter(|e| e.state != TCP_LISTEN)
+        .filter_map(|e| {
+            if ports.contains(&e.local.port()) {
+                Some((e.remote, e.local))
+            } else if ports.contains(&e.remote.port()) {
+                Some((e.local, e.remote))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// Whether anything listens on this loopback port.
 pub fn listening_on(port: u16) -> bool {
     all_tcp().iter().any(|e| e.state == TCP_LISTEN && e.local.port() == port)
@@ -105,5 +125,37 @@ mod tests {
         assert_eq!(mine, vec![client.local_addr().unwrap()]);
         drop(listener);
         drop(client);
+    }
+}
+
+#[cfg(test)]
+mod connection_count_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// Real sockets on loopback: connections opened and closed before the
+    /// second look are still counted (TIME_WAIT), one per connection.
+    #[test]
+    fn new_connections_are_counted_from_the_kernel() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let before = connections_to_ports(&[port]);
+        let server = std::thread::spawn(move || {
+            for _ in 0..5 {
+                let (mut s, _) = listener.accept().expect("accept");
+                let mut b = [0u8; 1];
+                let _ = s.read(&mut b);
+                let _ = s.write_all(b"x");
+            }
+        });
+        for _ in 0..5 {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            c.write_all(b"x").expect("write");
+            let mut b = [0u8; 1];
+            let _ = c.read(&mut b);
+        }
+        server.join().expect("server");
+        let after = connections_to_ports(&[port]);
+        assert_eq!(after.difference(&before).count(), 5, "{after:?}");
     }
 }
