@@ -28,7 +28,7 @@ fn tls_line(scenario: &str) -> usize {
 }
 
 /// A stack without TLS lacks what the standard requires: the scenario is
-/// accepted and each requirement it covers fails saying so, with nothing started.
+/// accepted, TLS-EXPIRY fails saying so, nothing is started.
 #[test]
 fn https_load_on_a_stack_without_tls_fails_its_requirements() {
     let scenario = "scenarios/tls-renew.toml";
@@ -48,7 +48,13 @@ fn https_load_on_a_stack_without_tls_fails_its_requirements() {
     assert!(!kept && result.error.is_none(), "{result:?}");
     assert!(!result.verdicts.is_empty());
     for v in &result.verdicts {
-        assert_eq!(v.outcome, chaosgate::check::verdict::Outcome::Fail, "{v:?}");
+        // The certificate requirement fails; the reload could not be tried.
+        let expected = if v.requirement == "TLS-EXPIRY" {
+            chaosgate::check::verdict::Outcome::Fail
+        } else {
+            chaosgate::check::verdict::Outcome::Inconclusive
+        };
+        assert_eq!(v.outcome, expected, "{v:?}");
         assert!(
             v.measured.contains("lacks TLS") && v.measured.contains("declare [tls]"),
             "{}",

@@ -258,6 +258,12 @@ impl Backend for ProcessBackend {
             service: service.to_string(),
             source,
         })?;
+        // A SIGKILL takes the service down whole, as a container's processes
+        // die with its PID 1: a gunicorn or Celery master's children must not
+        // go on serving or running tasks after their service was "killed".
+        if signal == Signal::SIGKILL {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
         self.recorder.event(
             service,
             ServiceEventKind::Signalled {
