@@ -9,6 +9,7 @@ Exit status:
   1  at least one requirement failed
   2  inconclusive verdicts and no failure (the harness could not prove something)
   3  the harness could not run (bad scenario or manifest, missing prerequisite, stack never came up)
+  64 the command line is wrong (unknown option, missing argument)
   130 interrupted (Ctrl-C or SIGTERM); the stack is stopped first";
 
 #[derive(Debug, Parser)]

@@ -385,6 +385,7 @@ pub struct BurstObservation {
     pub duration_ms: u64,
     pub sent: u32,
     /// HTTP status -> count; 0 counts requests without a response.
+    #[serde(with = "status_keys")]
     pub statuses: std::collections::BTreeMap<u16, u32>,
     /// Requests without a response (reset, refused, timeout).
     pub transport_errors: u32,
@@ -1046,5 +1047,45 @@ impl Recorder {
         h.probes.sort_by_key(|p| p.at);
         h.events.sort_by_key(|e| e.at);
         h
+    }
+}
+
+/// A status-keyed map inside an internally tagged enum (`FaultDetail`):
+/// serde buffers the enum's content, and a buffered JSON object key "200"
+/// no longer reads back as a u16, so `compare` could not load a run. The
+/// keys are written and read as strings explicitly.
+mod status_keys {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(map: &BTreeMap<u16, u32>, s: S) -> Result<S::Ok, S::Error> {
+        map.iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect::<BTreeMap<String, u32>>()
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u16, u32>, D::Error> {
+        BTreeMap::<String, u32>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| k.parse().map(|k| (k, v)).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod status_key_tests {
+    use super::*;
+
+    /// `chaosgate compare` reads run.json back: a burst's statuses must survive it.
+    #[test]
+    fn a_burst_fault_reads_back_from_json() {
+        let detail = FaultDetail::Burst(BurstObservation {
+            statuses: [(200u16, 50u32), (429, 350)].into_iter().collect(),
+            ..Default::default()
+        });
+        let text = serde_json::to_string(&detail).unwrap();
+        let back: FaultDetail = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(back, detail);
     }
 }

@@ -8,8 +8,25 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// A mistake on the command line: neither a verdict nor "could not run".
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(EXIT_USAGE);
+        }
+        // --help, --version
+        Err(e) => e.exit(),
+    };
+    if !matches!(cli.command, Command::Run { .. }) {
+        // `chaosgate list | head`: end quietly when the reader goes away, as
+        // Unix tools do. A run keeps ignoring SIGPIPE: it must stop its stack.
+        // SAFETY: set once at start, before any thread exists.
+        let _ = unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) };
+    }
     chaosgate::logging::init();
     match cli.command {
         Command::Run {
@@ -87,6 +104,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Clean { run } => {
+            if let Some(id) = run.as_deref()
+                && !reaper::run_known(id)
+            {
+                return input_error(&format!(
+                    "no run `{id}` in {} (it ended, was cleaned already, or belongs to another state folder)",
+                    reaper::markers_dir().display()
+                ));
+            }
             let reaped = reaper::reap_orphans(true, run.as_deref());
             for p in &reaped.processes {
                 println!("killed {} {} (run {}, service {})", p.pid, p.command, p.run, p.service);

@@ -177,6 +177,11 @@ pub fn mark_kept(run: &str) -> std::io::Result<()> {
     }
 }
 
+/// Whether the state folder knows this run (in progress, killed, or kept).
+pub fn run_known(run: &str) -> bool {
+    read_marker(run).is_some()
+}
+
 fn read_marker(run: &str) -> Option<RunMarker> {
     let text = std::fs::read_to_string(marker_path(&markers_dir(), run)).ok()?;
     serde_json::from_str(&text).ok()
