@@ -78,13 +78,24 @@ pub fn al_cert(input: &CheckInput<'_>) -> Verdict {
     let Some(declared) = &mon.declared else {
         // Monitoring is required; an expired certificate served with none to notice it is a fail.
         let served_bad = phases.iter().any(|p| p.cert.days_left < WARN_DAYS);
+        // A certificate swap was attempted: the scenario put alerting to the test.
+        let tried = h
+            .faults
+            .iter()
+            .any(|f| matches!(f.detail, crate::history::FaultDetail::CertReload { .. }));
         return verdict(
-            if served_bad { Outcome::Fail } else { Outcome::Inconclusive },
+            if served_bad || tried {
+                Outcome::Fail
+            } else {
+                Outcome::Inconclusive
+            },
             format!(
                 "the stack has no monitoring ([monitoring] is not declared){}: declare [monitoring] service/port and \
                  [monitoring.alerts] AL-CERT = {{ alert = \"...\" }} if it has one",
                 if served_bad {
                     ": an expired or expiring certificate was served and nothing could notice it"
+                } else if tried {
+                    ": nothing would notice an expired certificate (the certificate swap itself did not land)"
                 } else {
                     "; no expired certificate was served yet (the certificate swap did not land)"
                 }

@@ -395,6 +395,19 @@ fn unbidden_exits(h: &History, from: Micros) -> Vec<String> {
         .collect()
 }
 
+/// The broker itself lost acknowledged writes across its restart (AOF off,
+/// say): queued tasks went with them, which no worker can bring back.
+fn broker_lost_writes(h: &History) -> Option<String> {
+    let audit = h.redis.audit.as_ref()?;
+    (!audit.missing.is_empty()).then(|| {
+        format!(
+            "the broker lost {} of {} acknowledged writes across its restart: tasks queued in it were lost with them",
+            audit.missing.len(),
+            audit.checked
+        )
+    })
+}
+
 /// Faults that stopped the worker service: (fault, signal).
 fn worker_stops<'a>(h: &'a History, worker: &'a str) -> impl Iterator<Item = (&'a FaultRecord, &'a str)> + 'a {
     h.faults
@@ -549,7 +562,8 @@ pub fn cw_reconnect(input: &CheckInput<'_>) -> Verdict {
             expected,
         )
         .with_evidence(lost_evidence(h, &tally.lost))
-        .with_evidences(unbidden_exits(h, f.injected_at));
+        .with_evidences(unbidden_exits(h, f.injected_at))
+        .with_evidences(broker_lost_writes(h));
     }
     if after.is_empty() {
         return Verdict::new(

@@ -404,15 +404,17 @@ fn fold_events(r: &mut crate::history::RedisRecord, watched: Watched) {
 /// queue list, in the unacknowledged hash, or nowhere (lost in delivery).
 async fn locate_unfinished(t: &RedisTarget, decl: &crate::manifest::WorkerDecl, recorder: &crate::history::Recorder) {
     let now = recorder.clock.now();
-    // (id, started, failed, a gap in the event subscription since it was
-    // enqueued). With a result backend a missing result is evidence enough.
+    // (id, started, failed, whether its finish could have fallen in a gap of
+    // the event subscription). While Redis is down no worker can take a task
+    // or publish, so only a task seen to start before a gap can have
+    // finished unseen; with a result backend a missing result settles it.
     let unfinished: Vec<(String, bool, bool, bool)> = recorder.with_redis(|r| {
         let results = r.celery.results_stored > 0;
         r.tasks
             .iter()
             .filter(|t| t.finishes.is_empty())
             .map(|t| {
-                let gap = !results && r.celery.gap_within(t.enqueued_at, now).is_some();
+                let gap = !results && t.starts.last().is_some_and(|(s, _)| r.celery.gap_within(*s, now).is_some());
                 (t.id.clone(), !t.starts.is_empty(), !t.failures.is_empty(), gap)
             })
             .collect()
