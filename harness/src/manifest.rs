@@ -378,6 +378,15 @@ pub struct Service {
     pub stop_signal: nix::sys::signal::Signal,
 }
 
+/// A rendered file's name must stay inside the service's run folder (it may
+/// hold a secret): no absolute path, no `..`.
+fn escapes_service_dir(dest: &str) -> Option<String> {
+    use std::path::Component;
+    let path = std::path::Path::new(dest);
+    let inside = !dest.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    (!inside).then(|| format!("expected a file name inside the service's folder, got `{dest}` (no absolute path, no `..`)"))
+}
+
 /// Parse a declared graceful-stop signal: a signal name the service can catch.
 fn parse_stop_signal(name: &str) -> Result<nix::sys::signal::Signal, String> {
     use nix::sys::signal::Signal;
@@ -872,6 +881,9 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         let overlay = overlay.get_ref();
         service.env.extend(overlay.env.clone());
         for (dest, template) in &overlay.files {
+            if let Some(why) = escapes_service_dir(dest) {
+                errors.push(InputError::at(file, source, None, &format!("services.{name}.files.{dest}"), why));
+            }
             service.files.insert(dest.clone(), dir.join(template));
         }
         if let (Some(reload), Some(proxy)) = (&overlay.proxy_reload, service.proxy.as_mut()) {
@@ -1034,6 +1046,9 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             ));
         }
         for (dest, template) in &s.files {
+            if let Some(why) = escapes_service_dir(dest) {
+                errors.push(err(template.span(), format!("services.{name}.files.{dest}"), why));
+            }
             if !dir.join(template.get_ref()).is_file() {
                 errors.push(err(
                     template.span(),

@@ -177,6 +177,13 @@ fn scenario_error_messages() {
     r#"expected { http = "/path", port = "<port name>" }, { tcp = "<port name>" } or { log = "<regex>" }"#
 )]
 #[case::ready_log_pattern_is_no_regex("ready-bad-regex", 8, 9, "services.worker.ready", "expected a regular expression in `log`")]
+#[case::file_escapes_the_run_folder(
+    "file-escapes",
+    12,
+    40,
+    "services.redis.files.../../../../escaped.conf",
+    "expected a file name inside the service's folder, got `../../../../escaped.conf`"
+)]
 #[case::unknown_endpoint_role(
     "unknown-endpoint-role",
     7,
