@@ -20,6 +20,17 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ImagesAction {
+    /// Build chaosgate/stack:bookworm (Debian with nginx, Redis, Prometheus, blackbox exporter)
+    /// with debootstrap from this machine's Debian mirror; skipped when the recipe is unchanged.
+    Build {
+        /// Rebuild even when an image of this recipe exists.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start the stack, drive load, inject faults and judge each requirement.
     Run {
@@ -40,6 +51,10 @@ pub enum Command {
         /// No progress lines, only the verdict table.
         #[arg(long, short)]
         quiet: bool,
+        /// Where the services run: local processes, or containers on a Docker engine
+        /// (images from `chaosgate images build`; the manifest names them).
+        #[arg(long, value_enum, default_value = "process")]
+        backend: crate::stack::BackendKind,
     },
     /// Check the manifest, its templates and the scenarios against it without starting anything.
     Validate {
@@ -61,6 +76,14 @@ pub enum Command {
     Doctor {
         #[arg(long, default_value = "fixtures/stacks/reference")]
         stack: PathBuf,
+        /// Check what this backend needs.
+        #[arg(long, value_enum, default_value = "process")]
+        backend: crate::stack::BackendKind,
+    },
+    /// Container images for the Docker backend, built with no registry.
+    Images {
+        #[command(subcommand)]
+        action: ImagesAction,
     },
     /// Set two runs side by side: verdicts and task-worker behaviour that differ, per scenario.
     Compare {

@@ -101,6 +101,76 @@ pub fn diagnose(manifest: &Manifest) -> Vec<Finding> {
     findings
 }
 
+/// What the Docker backend needs: a `docker` client, an engine that answers,
+/// every service's image on that engine (nothing is pulled), the build steps.
+pub fn diagnose_docker(manifest: &Manifest) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let client = find_on_path("docker", &path);
+    findings.push(Finding {
+        what: "program `docker` (the client; cleanup after a crash uses it)".into(),
+        ok: client.is_some(),
+        detail: client.map(|p| p.display().to_string()).unwrap_or_else(|| "not found on PATH".into()),
+        fix: Some("apt-get install -y docker.io".into()),
+    });
+    let engine = std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})"])
+        .output();
+    let engine_ok = engine.as_ref().is_ok_and(|o| o.status.success());
+    findings.push(Finding {
+        what: "Docker engine".into(),
+        ok: engine_ok,
+        detail: match &engine {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("no answer").to_string(),
+            Err(e) => e.to_string(),
+        },
+        fix: Some(crate::stack::docker::NO_ENGINE_FIX.into()),
+    });
+    let mut images: Vec<(String, Vec<String>)> = Vec::new();
+    for svc in &manifest.services {
+        match &svc.image {
+            Some(image) => match images.iter_mut().find(|(i, _)| i == image) {
+                Some((_, users)) => users.push(svc.name.clone()),
+                None => images.push((image.clone(), vec![svc.name.clone()])),
+            },
+            None => findings.push(Finding {
+                what: format!("service `{}`: image", svc.name),
+                ok: false,
+                detail: "the manifest names none".into(),
+                fix: Some(format!(
+                    "add `image = \"...\"` to [services.{}] (or `image` to [stack]) in {}",
+                    svc.name,
+                    manifest.file.display()
+                )),
+            }),
+        }
+    }
+    for (image, users) in images {
+        let present = engine_ok && crate::images::image_exists(&image);
+        let ours = image.starts_with(crate::images::STACK_IMAGE);
+        findings.push(Finding {
+            what: format!("image `{image}` ({})", users.join(", ")),
+            ok: present,
+            detail: if present { "on the engine".into() } else { "not on the engine (chaosgate never pulls)".into() },
+            fix: Some(if ours {
+                "sudo chaosgate images build   (or: cargo run -p chaosgate -- images build)".into()
+            } else {
+                format!("docker pull {image}   (where a registry is reachable), or docker load it")
+            }),
+        });
+    }
+    let state = crate::stack::reaper::markers_dir();
+    let state_ok = std::fs::create_dir_all(&state).is_ok();
+    findings.push(Finding {
+        what: format!("state directory {}", state.display()),
+        ok: state_ok,
+        detail: if state_ok { "writable".into() } else { "cannot create".into() },
+        fix: Some("export CHAOSGATE_STATE_DIR=/some/writable/dir".into()),
+    });
+    findings
+}
+
 pub fn render(findings: &[Finding]) -> String {
     let mut out = String::new();
     for f in findings {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod cli;
 pub mod doctor;
 pub mod history;
+pub mod images;
 pub mod input_error;
 pub mod interrupt;
 pub mod load;

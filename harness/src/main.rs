@@ -1,7 +1,7 @@
 //! The `chaosgate` binary: parse arguments, call the library, map exit codes.
 
 use chaosgate::check::verdict::RunStatus;
-use chaosgate::cli::{Cli, Command};
+use chaosgate::cli::{Cli, Command, ImagesAction};
 use chaosgate::run::{RunOptions, run};
 use chaosgate::{doctor, interrupt, report, requirements, scenario, stack::reaper};
 use clap::Parser;
@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             seed,
             keep,
             quiet,
+            backend,
         } => {
             let scenarios = if scenarios.is_empty() {
                 vec![PathBuf::from("scenarios")]
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
                 seed,
                 keep,
                 progress: !quiet,
+                backend,
             };
             run_command(opts)
         }
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
                 seed: None,
                 keep: false,
                 progress: false,
+                backend: Default::default(),
             };
             match chaosgate::validate::validate(&opts) {
                 Ok(v) => {
@@ -81,9 +84,21 @@ fn main() -> ExitCode {
                 Err(e) => input_error(&e),
             }
         }
-        Command::Doctor { stack } => match chaosgate::manifest::load(&stack) {
+        Command::Images {
+            action: ImagesAction::Build { force },
+        } => match chaosgate::images::build(force, &|line| eprintln!("chaosgate: {line}")) {
+            Ok(built) => {
+                println!("{} ({})", built.image, if built.rebuilt { "built" } else { "up to date" });
+                ExitCode::SUCCESS
+            }
+            Err(e) => input_error(&e),
+        },
+        Command::Doctor { stack, backend } => match chaosgate::manifest::load(&stack) {
             Ok(m) => {
-                let findings = doctor::diagnose(&m);
+                let findings = match backend {
+                    chaosgate::stack::BackendKind::Process => doctor::diagnose(&m),
+                    chaosgate::stack::BackendKind::Docker => doctor::diagnose_docker(&m),
+                };
                 print!("{}", doctor::render(&findings));
                 if findings.iter().all(|f| f.ok) {
                     ExitCode::SUCCESS
@@ -106,6 +121,7 @@ fn main() -> ExitCode {
         Command::Clean { run } => {
             if let Some(id) = run.as_deref()
                 && !reaper::run_known(id)
+                && !chaosgate::stack::docker_objects::labelled_runs().iter().any(|r| r == id)
             {
                 return input_error(&format!(
                     "no run `{id}` in {} (it ended, was cleaned already, or belongs to another state folder)",
@@ -116,7 +132,15 @@ fn main() -> ExitCode {
             for p in &reaped.processes {
                 println!("killed {} {} (run {}, service {})", p.pid, p.command, p.run, p.service);
             }
-            println!("cleaned {} run(s), {} process(es)", reaped.runs.len(), reaped.processes.len());
+            for o in &reaped.docker_objects {
+                println!("removed {o}");
+            }
+            println!(
+                "cleaned {} run(s), {} process(es), {} Docker object(s)",
+                reaped.runs.len(),
+                reaped.processes.len(),
+                reaped.docker_objects.len()
+            );
             ExitCode::SUCCESS
         }
     }

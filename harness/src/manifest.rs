@@ -267,6 +267,8 @@ pub struct StackSection {
     pub path: Vec<String>,
     /// How long the whole stack may take to become ready.
     pub ready_timeout_s: f64,
+    /// The container image of every service that names none (Docker backend).
+    pub image: Option<String>,
 }
 
 /// `[stack]` as written, with the spans the checks after parsing point at.
@@ -282,6 +284,8 @@ struct RawStack {
     path: Vec<String>,
     #[serde(default)]
     ready_timeout_s: Option<Spanned<f64>>,
+    #[serde(default)]
+    image: Option<String>,
 }
 
 impl RawStack {
@@ -292,6 +296,7 @@ impl RawStack {
             grace_period_s: self.grace_period_s.map(Spanned::into_inner).unwrap_or_else(default_grace),
             path: self.path,
             ready_timeout_s: self.ready_timeout_s.map(Spanned::into_inner).unwrap_or_else(default_ready_timeout),
+            image: self.image,
         }
     }
 }
@@ -376,6 +381,8 @@ pub struct Service {
     /// default TERM; nginx's is QUIT): what the harness sends when it stops
     /// the service, and what a fault with `signal = "stop_signal"` sends.
     pub stop_signal: nix::sys::signal::Signal,
+    /// The container image it runs from on the Docker backend (`[stack] image` when absent).
+    pub image: Option<String>,
 }
 
 /// A rendered file's name must stay inside the service's run folder (it may
@@ -783,6 +790,8 @@ struct RawService {
     /// The graceful-stop signal ("TERM" when absent).
     #[serde(default)]
     stop_signal: Option<Spanned<String>>,
+    #[serde(default)]
+    image: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1193,6 +1202,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                     .as_ref()
                     .and_then(|sig| parse_stop_signal(sig.get_ref()).ok())
                     .unwrap_or(nix::sys::signal::Signal::SIGTERM),
+                image: s.image.clone().or_else(|| raw.stack.image.clone()),
             }
         })
         .collect();

@@ -11,9 +11,11 @@ use crate::observe::health::{HealthProber, HealthTarget};
 use crate::progress::Progress;
 use crate::report::model::{RunReport, ScenarioResult, StackInfo};
 use crate::scenario::Scenario;
+use crate::stack::BackendKind;
+use crate::stack::docker::DockerBackend;
 use crate::stack::process::ProcessBackend;
 use crate::stack::reaper::{self, RunMarker};
-use crate::stack::render::StackPlan;
+use crate::stack::render::{Placement, StackPlan};
 use crate::stack::{Backend, StackError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub struct RunOptions {
     pub keep: bool,
     /// Print progress lines to stderr.
     pub progress: bool,
+    /// Where the services run.
+    pub backend: BackendKind,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,8 +178,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// The command that reproduces a run.
 pub fn reproduce_command(opts: &RunOptions, seed: u64) -> String {
     let scenarios: Vec<String> = opts.scenarios.iter().map(|p| p.display().to_string()).collect();
+    let backend = match opts.backend {
+        BackendKind::Process => String::new(),
+        other => format!(" --backend {}", other.as_str()),
+    };
     format!(
-        "chaosgate run {} --stack {} --seed {seed}",
+        "chaosgate run {} --stack {} --seed {seed}{backend}",
         scenarios.join(" "),
         opts.stack.display()
     )
@@ -230,7 +238,17 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
             break;
         }
         let keep = opts.keep && i + 1 == scenarios.len();
-        let (result, stayed_up) = run_scenario(&manifest, scenario, &run_dir, &run_id, seed, keep, opts.progress).await;
+        let (result, stayed_up) = run_scenario(
+            &manifest,
+            scenario,
+            &run_dir,
+            &run_id,
+            seed,
+            keep,
+            opts.progress,
+            opts.backend,
+        )
+        .await;
         kept |= stayed_up;
         results.push(result);
     }
@@ -328,6 +346,7 @@ pub async fn run_scenario(
     seed: u64,
     keep: bool,
     progress: bool,
+    backend_kind: BackendKind,
 ) -> (ScenarioResult, bool) {
     if scenario.load.tls && manifest.tls.is_none() {
         return (no_tls_result(manifest, scenario), false);
@@ -356,15 +375,29 @@ pub async fn run_scenario(
         worker: None,
         history: Default::default(),
     };
-    let plan = match StackPlan::render(manifest, &run_dir.join(&scenario.name), fastrand::u64(..)) {
+    let placement = match backend_kind {
+        BackendKind::Process => Placement::LocalProcesses,
+        BackendKind::Docker => Placement::Containers,
+    };
+    let plan = match StackPlan::render_for(manifest, &run_dir.join(&scenario.name), fastrand::u64(..), placement) {
         Ok(p) => p,
         Err(e) => {
             result.error = Some(format!("could not prepare the stack: {e}"));
             return (result, false);
         }
     };
-    let backend = ProcessBackend::new(plan.clone(), manifest, run_id, recorder.clone());
-    let body = scenario_body(manifest, scenario, &plan, &backend, &recorder, seed, &mut display);
+    let backend: Box<dyn Backend> = match backend_kind {
+        BackendKind::Process => Box::new(ProcessBackend::new(plan.clone(), manifest, run_id, recorder.clone())),
+        BackendKind::Docker => match DockerBackend::new(plan.clone(), manifest, run_id, recorder.clone()).await {
+            Ok(b) => Box::new(b),
+            Err(e) => {
+                result.error = Some(format!("could not prepare the stack: {e}"));
+                return (result, false);
+            }
+        },
+    };
+    let backend = backend.as_ref();
+    let body = scenario_body(manifest, scenario, &plan, backend, &recorder, seed, &mut display);
     let outcome = tokio::select! {
         r = body => Some(r),
         _ = interrupt::interrupted() => None,
@@ -378,7 +411,7 @@ pub async fn run_scenario(
     if keep && result.error.is_none() {
         backend.keep_running();
         stayed_up = true;
-        print_kept(manifest, &backend, run_id);
+        print_kept(manifest, backend, run_id);
     } else {
         let report = backend.shutdown(Duration::from_secs(3).min(manifest.grace())).await;
         let left = reaper::tagged_processes(Some(run_id), None);
@@ -452,7 +485,7 @@ async fn scenario_body(
     manifest: &Manifest,
     scenario: &Scenario,
     plan: &StackPlan,
-    backend: &ProcessBackend,
+    backend: &dyn Backend,
     recorder: &Arc<Recorder>,
     seed: u64,
     display: &mut Progress,
@@ -659,7 +692,7 @@ fn display_phase(display: &Progress, msg: String) {
     }
 }
 
-fn print_kept(manifest: &Manifest, backend: &ProcessBackend, run_id: &str) {
+fn print_kept(manifest: &Manifest, backend: &dyn Backend, run_id: &str) {
     eprintln!("chaosgate: --keep: the stack stays up (run {run_id}):");
     for s in &manifest.services {
         let pid = backend

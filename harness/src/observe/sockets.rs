@@ -50,6 +50,13 @@ pub fn all_tcp() -> Vec<TcpEntry> {
         .unwrap_or_default()
 }
 
+/// The TCP table of the network namespace a process is in.
+pub fn tcp_of_namespace_of(pid: u32) -> Vec<TcpEntry> {
+    std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
+        .map(|t| parse_proc_net_tcp(&t))
+        .unwrap_or_default()
+}
+
 /// Socket inodes held open by a process.
 pub fn socket_inodes(pid: u32) -> HashSet<u64> {
     let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -69,8 +76,11 @@ pub fn socket_inodes(pid: u32) -> HashSet<u64> {
 /// as the local addresses the server sees them from.
 pub fn connections_to(pids: &[u32], remote_port: u16) -> Vec<SocketAddr> {
     let inodes: HashSet<u64> = pids.iter().flat_map(|p| socket_inodes(*p)).collect();
-    all_tcp()
-        .into_iter()
+    // Each process's own network namespace (a container has its own): /proc/<pid>/net/tcp.
+    let mut seen = HashSet::new();
+    pids.iter()
+        .flat_map(|p| tcp_of_namespace_of(*p))
+        .filter(|e| seen.insert(e.inode))
         .filter(|e| e.state == TCP_ESTABLISHED && e.remote.port() == remote_port && inodes.contains(&e.inode))
         .map(|e| e.local)
         .collect()

@@ -1,8 +1,10 @@
 //! Backends run the stack under test. The process backend starts each
-//! service as a local child process; a Docker backend implements the same
-//! trait, so callers never know which one runs.
+//! service as a local child process; the Docker backend runs each in a
+//! container. Both implement one trait, so callers never know which one runs.
 
 pub mod certs;
+pub mod docker;
+pub mod docker_objects;
 pub mod process;
 pub mod ready;
 pub mod reaper;
@@ -15,6 +17,26 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Which backend runs the services (`chaosgate run --backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Each service a local process on loopback.
+    #[default]
+    Process,
+    /// Each service a container on a network of the run's own (needs a Docker engine).
+    Docker,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Process => "process",
+            BackendKind::Docker => "docker",
+        }
+    }
+}
 
 /// Changes to a service's environment for one start.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +84,8 @@ pub enum StackError {
         #[source]
         source: nix::Error,
     },
+    #[error("Docker: cannot {action}: {detail}")]
+    Docker { action: String, detail: String },
     #[error("build step `{command}` failed: {detail}")]
     Build { command: String, detail: String },
     #[error(transparent)]

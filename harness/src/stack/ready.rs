@@ -20,9 +20,7 @@ pub struct ReadyProbe<'a> {
 pub async fn is_ready(check: &ReadyCheck, probe: &ReadyProbe<'_>) -> bool {
     match check {
         ReadyCheck::Tcp { tcp } => match (probe.addr)(tcp) {
-            Some(addr) => tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr))
-                .await
-                .is_ok_and(|r| r.is_ok()),
+            Some(addr) => tcp_accepts_and_holds(addr).await,
             None => false,
         },
         ReadyCheck::Http { http, port } => match (probe.addr)(port) {
@@ -32,6 +30,27 @@ pub async fn is_ready(check: &ReadyCheck, probe: &ReadyProbe<'_>) -> bool {
             None => false,
         },
         ReadyCheck::Log { pattern } => log_matches(probe.log, probe.log_from, pattern),
+    }
+}
+
+/// A connection that is accepted and then held open.
+///
+/// An accepted connection alone proves nothing in front of a container:
+/// docker-proxy accepts on the published port before the service inside
+/// listens, then closes the connection when it cannot reach it. A service
+/// that is up keeps the connection open (or greets), so a connection that
+/// reads end-of-file or a reset at once is "not yet".
+async fn tcp_accepts_and_holds(addr: SocketAddr) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await
+    else {
+        return false;
+    };
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut byte)).await {
+        Err(_) => true,
+        Ok(Ok(n)) => n > 0,
+        Ok(Err(_)) => false,
     }
 }
 

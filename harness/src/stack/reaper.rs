@@ -252,6 +252,8 @@ fn harness_alive(marker: &RunMarker) -> bool {
 pub struct Reaped {
     pub runs: Vec<String>,
     pub processes: Vec<TaggedProcess>,
+    /// Containers, networks and volumes removed ("container <name>").
+    pub docker_objects: Vec<String>,
 }
 
 /// Kill what runs of dead harnesses left behind. Kept runs are reaped only
@@ -265,8 +267,21 @@ pub fn reap_orphans(include_kept: bool, only_run: Option<&str>) -> Reaped {
         let reap = if marker.kept { include_kept } else { !harness_alive(&marker) };
         if reap {
             reaped.processes.extend(kill_run(&marker.run_id));
+            reaped.docker_objects.extend(super::docker_objects::remove_run(&marker.run_id));
             remove_marker(&marker.run_id);
             reaped.runs.push(marker.run_id);
+        }
+    }
+    // Objects labelled by a run no marker speaks for: its marker was lost with
+    // its state folder, and no harness that could still own them is known.
+    let known: Vec<String> = read_markers().into_iter().map(|m| m.run_id).collect();
+    for run in super::docker_objects::labelled_runs() {
+        if only_run.is_some_and(|r| r != run) || known.contains(&run) {
+            continue;
+        }
+        reaped.docker_objects.extend(super::docker_objects::remove_run(&run));
+        if !reaped.runs.contains(&run) {
+            reaped.runs.push(run);
         }
     }
     reaped

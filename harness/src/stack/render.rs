@@ -37,7 +37,26 @@ pub struct StackPlan {
     pub path_var: String,
     /// The run's test certificates, when the manifest has a `[tls]` section.
     pub certs: Option<super::certs::CertSet>,
+    /// The manifest's `[stack] path` folders, absolute (a container mounts them read-only).
+    pub path_dirs: Vec<PathBuf>,
+    /// The manifest's folder, absolute.
+    pub manifest_dir: PathBuf,
+    pub placement: Placement,
     context: RenderContext,
+}
+
+/// Where the services run, which decides how they address each other.
+///
+/// Templates say `{{ hosts.redis }}` for "the address the other services reach
+/// redis at" and `{{ listen }}` for "the address a service binds", so one
+/// manifest serves both backends: on the process backend both are loopback;
+/// in containers a service binds every interface of its own network namespace
+/// and is reached by its service name on the run's network. Ports keep their
+/// numbers either way (a container's port is published on the same host port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    LocalProcesses,
+    Containers,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +65,10 @@ struct RenderContext {
     secrets: BTreeMap<String, String>,
     run_dir: String,
     manifest_dir: String,
+    /// `{{ hosts.<service> }}`: the name or address other services reach it at.
+    hosts: BTreeMap<String, String>,
+    /// `{{ listen }}`: the address a service binds.
+    listen: String,
     service_dir: String,
     settings: BTreeMap<String, String>,
     /// `{{ certs.<name>.cert }}` / `.key`; empty without `[tls]`.
@@ -153,6 +176,16 @@ fn strict_env() -> Environment<'static> {
 impl StackPlan {
     /// Allocate ports and secrets, render every template into `run_dir`.
     pub fn render(manifest: &Manifest, run_dir: &Path, secret_seed: u64) -> Result<StackPlan, RenderError> {
+        Self::render_for(manifest, run_dir, secret_seed, Placement::LocalProcesses)
+    }
+
+    /// As `render`, for services placed as `placement` says.
+    pub fn render_for(
+        manifest: &Manifest,
+        run_dir: &Path,
+        secret_seed: u64,
+        placement: Placement,
+    ) -> Result<StackPlan, RenderError> {
         // Services run in their own directories: every path they get must be absolute.
         let run_dir = &absolute(run_dir);
         let mut ports = BTreeMap::new();
@@ -180,13 +213,20 @@ impl StackPlan {
             }
         }
         let base_path = std::env::var("PATH").unwrap_or_default();
-        let mut path_dirs: Vec<String> = manifest
-            .stack
-            .path
-            .iter()
-            .map(|p| absolute(&manifest.dir.join(p)).display().to_string())
-            .collect();
+        let stack_path: Vec<PathBuf> = manifest.stack.path.iter().map(|p| absolute(&manifest.dir.join(p))).collect();
+        let mut path_dirs: Vec<String> = stack_path.iter().map(|p| p.display().to_string()).collect();
         path_dirs.push(base_path);
+        let (hosts, listen) = match placement {
+            Placement::LocalProcesses => (
+                manifest.services.iter().map(|s| (s.name.clone(), "127.0.0.1".to_string())).collect(),
+                "127.0.0.1".to_string(),
+            ),
+            Placement::Containers => (
+                manifest.services.iter().map(|s| (s.name.clone(), s.name.clone())).collect(),
+                "0.0.0.0".to_string(),
+            ),
+        };
+        let manifest_dir = std::fs::canonicalize(&manifest.dir).unwrap_or_else(|_| manifest.dir.clone());
         // Certificates exist before any template that names them is rendered.
         let certs = match &manifest.tls {
             Some(tls) => Some(super::certs::CertSet::generate(run_dir, &tls.host)?),
@@ -196,16 +236,18 @@ impl StackPlan {
             run_dir: run_dir.to_path_buf(),
             services: Vec::new(),
             path_var: path_dirs.join(":"),
+            path_dirs: stack_path,
+            manifest_dir: manifest_dir.clone(),
+            placement,
             context: RenderContext {
+                hosts,
+                listen,
                 certs: certs.as_ref().map(|c| c.paths.clone()).unwrap_or_default(),
                 ports,
                 secrets,
                 run_dir: run_dir.display().to_string(),
                 // Absolute: commands run in the service's own directory.
-                manifest_dir: std::fs::canonicalize(&manifest.dir)
-                    .unwrap_or_else(|_| manifest.dir.clone())
-                    .display()
-                    .to_string(),
+                manifest_dir: manifest_dir.display().to_string(),
                 service_dir: String::new(),
                 settings,
             },
