@@ -18,6 +18,7 @@ fn options(stack: &str, scenario: &str) -> RunOptions {
         seed: None,
         keep: false,
         progress: false,
+        backend: Default::default(),
     }
 }
 
@@ -44,6 +45,7 @@ fn https_load_on_a_stack_without_tls_fails_its_requirements() {
         1,
         false,
         false,
+        Default::default(),
     ));
     assert!(!kept && result.error.is_none(), "{result:?}");
     assert!(!result.verdicts.is_empty());

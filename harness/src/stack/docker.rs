@@ -156,7 +156,10 @@ impl DockerBackend {
     }
 
     fn labels(&self, service: Option<&str>) -> HashMap<String, String> {
-        let mut labels = HashMap::from([(RUN_LABEL.to_string(), self.run_id.clone())]);
+        let mut labels = HashMap::from([
+            (RUN_LABEL.to_string(), self.run_id.clone()),
+            (docker_objects::STATE_LABEL.to_string(), docker_objects::state_label()),
+        ]);
         if let Some(s) = service {
             labels.insert(SERVICE_LABEL.to_string(), s.to_string());
         }

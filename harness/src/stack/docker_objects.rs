@@ -10,6 +10,15 @@ use std::process::{Command, Stdio};
 pub const RUN_LABEL: &str = "io.chaosgate.run";
 /// Label naming the service a container runs.
 pub const SERVICE_LABEL: &str = "io.chaosgate.service";
+/// Label naming the state folder of the harness that made the object: a
+/// `clean` reaps only what its own state folder speaks for, never another
+/// user's (or another test's) runs on a shared engine.
+pub const STATE_LABEL: &str = "io.chaosgate.state";
+
+/// This harness's value of `STATE_LABEL`.
+pub fn state_label() -> String {
+    super::reaper::markers_dir().display().to_string()
+}
 
 /// What a removal took away ("container <name>", "network <name>").
 pub fn remove_run(run_id: &str) -> Vec<String> {
@@ -36,18 +45,13 @@ pub fn remove_run(run_id: &str) -> Vec<String> {
     removed
 }
 
-/// Run ids that own a container or network on this engine.
+/// Run ids that own a container or network on this engine, made by a
+/// harness with this state folder.
 pub fn labelled_runs() -> Vec<String> {
     let format = format!("{{{{.Label \"{RUN_LABEL}\"}}}}");
-    let mut runs = docker_lines(&["ps", "-a", "--filter", &format!("label={RUN_LABEL}"), "--format", &format]);
-    runs.extend(docker_lines(&[
-        "network",
-        "ls",
-        "--filter",
-        &format!("label={RUN_LABEL}"),
-        "--format",
-        &format,
-    ]));
+    let mine = format!("label={STATE_LABEL}={}", state_label());
+    let mut runs = docker_lines(&["ps", "-a", "--filter", &mine, "--format", &format]);
+    runs.extend(docker_lines(&["network", "ls", "--filter", &mine, "--format", &format]));
     runs.sort();
     runs.dedup();
     runs.retain(|r| !r.is_empty());
