@@ -55,6 +55,10 @@ pub enum Command {
         /// (images from `chaosgate images build`; the manifest names them).
         #[arg(long, value_enum, default_value = "process")]
         backend: crate::stack::BackendKind,
+        /// Which scenarios: `certify` runs all of them; `pr` those marked `profiles = ["pr"]`
+        /// (no long dwell: the pull-request gate).
+        #[arg(long, value_enum, default_value = "certify")]
+        profile: crate::scenario::Profile,
     },
     /// Check the manifest, its templates and the scenarios against it without starting anything.
     Validate {

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             keep,
             quiet,
             backend,
+            profile,
         } => {
             let scenarios = if scenarios.is_empty() {
                 vec![PathBuf::from("scenarios")]
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
                 keep,
                 progress: !quiet,
                 backend,
+                profile,
             };
             run_command(opts)
         }
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
                 keep: false,
                 progress: false,
                 backend: Default::default(),
+                profile: Default::default(),
             };
             match chaosgate::validate::validate(&opts) {
                 Ok(v) => {

@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Where the services run.
     pub backend: BackendKind,
+    /// Which of the scenarios run.
+    pub profile: crate::scenario::Profile,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +103,20 @@ pub fn load_inputs(opts: &RunOptions) -> Result<(Manifest, Vec<Scenario>), Input
     if scenarios.is_empty() && errors.is_empty() {
         errors.push(InputError::whole_file(&opts.stack, "no scenario to run"));
     }
+    let chosen: Vec<Scenario> = scenarios.iter().filter(|s| s.in_profile(opts.profile)).cloned().collect();
+    if chosen.is_empty() && !scenarios.is_empty() && errors.is_empty() {
+        errors.push(InputError::whole_file(
+            &scenarios[0].file,
+            format!(
+                "field `scenario.profiles`: none of the {} scenario(s) given is in profile `{}` (add `profiles = [\"{}\"]` to a scenario's [scenario] table)",
+                scenarios.len(),
+                opts.profile.as_str(),
+                opts.profile.as_str()
+            ),
+        ));
+    }
     if errors.is_empty() {
-        Ok((manifest, scenarios))
+        Ok((manifest, chosen))
     } else {
         Err(InputErrors(errors))
     }
@@ -182,8 +196,12 @@ pub fn reproduce_command(opts: &RunOptions, seed: u64) -> String {
         BackendKind::Process => String::new(),
         other => format!(" --backend {}", other.as_str()),
     };
+    let profile = match opts.profile {
+        crate::scenario::Profile::Certify => String::new(),
+        other => format!(" --profile {}", other.as_str()),
+    };
     format!(
-        "chaosgate run {} --stack {} --seed {seed}{backend}",
+        "chaosgate run {} --stack {} --seed {seed}{backend}{profile}",
         scenarios.join(" "),
         opts.stack.display()
     )

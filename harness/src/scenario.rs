@@ -23,6 +23,14 @@ pub struct Scenario {
     pub probes: ProbeSpec,
     pub faults: Vec<FaultSpec>,
     pub settings: Settings,
+    /// Profiles beside `certify` that include it.
+    pub profiles: Vec<Profile>,
+}
+
+impl Scenario {
+    pub fn in_profile(&self, profile: Profile) -> bool {
+        profile == Profile::Certify || self.profiles.contains(&profile)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +57,30 @@ struct Header {
     findings: Vec<String>,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    profiles: Vec<Profile>,
+}
+
+/// A named selection of scenarios (`chaosgate run --profile`).
+///
+/// `certify` is every scenario (a pre-release run: every requirement with
+/// evidence); `pr` is what a pull-request gate can afford: the scenarios
+/// that say `profiles = ["pr"]`, chosen because they need no long dwell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Pr,
+    #[default]
+    Certify,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Pr => "pr",
+            Profile::Certify => "certify",
+        }
+    }
 }
 
 /// The load the scenario drives through the stack.
@@ -617,6 +649,7 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
         covers: raw.scenario.covers.into_iter().map(|c| c.into_inner()).collect(),
         findings: raw.scenario.findings,
         seed: raw.scenario.seed,
+        profiles: raw.scenario.profiles,
         load: raw.load.into_spec(&source),
         probes: raw.probes,
         faults: raw.faults.into_iter().map(|f| f.into_inner().into_spec()).collect(),

@@ -19,6 +19,7 @@ fn options(stack: &str, scenario: &str) -> RunOptions {
         keep: false,
         progress: false,
         backend: Default::default(),
+        profile: Default::default(),
     }
 }
 

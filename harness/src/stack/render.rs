@@ -187,7 +187,10 @@ impl StackPlan {
         placement: Placement,
     ) -> Result<StackPlan, RenderError> {
         // Services run in their own directories: every path they get must be absolute.
-        let run_dir = &absolute(run_dir);
+        // Canonical, too: a path with `..` in it names no folder inside a
+        // container, where the folders it passes through are not mounted.
+        let _ = std::fs::create_dir_all(run_dir);
+        let run_dir = &canonical(run_dir);
         let mut ports = BTreeMap::new();
         let mut picker = PortPicker::new();
         for s in &manifest.services {
@@ -213,7 +216,7 @@ impl StackPlan {
             }
         }
         let base_path = std::env::var("PATH").unwrap_or_default();
-        let stack_path: Vec<PathBuf> = manifest.stack.path.iter().map(|p| absolute(&manifest.dir.join(p))).collect();
+        let stack_path: Vec<PathBuf> = manifest.stack.path.iter().map(|p| canonical(&manifest.dir.join(p))).collect();
         let mut path_dirs: Vec<String> = stack_path.iter().map(|p| p.display().to_string()).collect();
         path_dirs.push(base_path);
         let (hosts, listen) = match placement {
@@ -335,6 +338,11 @@ impl StackPlan {
         let ctx = self.context_for(&self.run_dir.join(service));
         render_str(&strict_env(), value, &ctx, value)
     }
+}
+
+/// Absolute, and without `..` or symlinks where the folder exists.
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| absolute(p))
 }
 
 fn absolute(p: &Path) -> PathBuf {
