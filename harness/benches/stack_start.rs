@@ -39,7 +39,9 @@ fn main() {
         let recorder = Arc::new(Recorder::new(RunClock::start()));
         let plan = StackPlan::render_for(&manifest, &dir.join("process"), i, Placement::LocalProcesses).expect("render");
         let backend = ProcessBackend::new(plan, &manifest, &format!("{id}-p"), recorder);
-        let took = runtime.block_on(backend.start_all(Duration::from_secs(30))).expect("process stack up");
+        let took = runtime
+            .block_on(backend.start_all(Duration::from_secs(30)))
+            .expect("process stack up");
         process.push(took.as_secs_f64());
         let t = Instant::now();
         runtime.block_on(backend.shutdown(Duration::from_secs(3)));
@@ -50,7 +52,9 @@ fn main() {
         let backend = runtime
             .block_on(DockerBackend::new(plan, &manifest, &format!("{id}-d"), recorder))
             .unwrap_or_else(|e| panic!("{e}"));
-        let took = runtime.block_on(backend.start_all(Duration::from_secs(60))).expect("docker stack up");
+        let took = runtime
+            .block_on(backend.start_all(Duration::from_secs(60)))
+            .expect("docker stack up");
         docker.push(took.as_secs_f64());
         let t = Instant::now();
         runtime.block_on(backend.shutdown(Duration::from_secs(3)));

@@ -33,10 +33,21 @@ pub fn diagnose(manifest: &Manifest) -> Vec<Finding> {
     let mut findings = Vec::new();
     let path = stack_path(manifest);
     let built = manifest.build.iter().map(|b| b.command.join(" ")).collect::<Vec<_>>();
+    if let Some(compose) = &manifest.stack.compose {
+        findings.push(Finding {
+            what: "backend".into(),
+            ok: false,
+            detail: format!("the services come from {}: they run in containers only", compose.display()),
+            fix: Some(format!("chaosgate doctor --backend docker --stack {}", manifest.dir.display())),
+        });
+    }
     for svc in &manifest.services {
         // A program under the manifest (a virtualenv, say) is looked up where it will be.
         let manifest_dir = std::fs::canonicalize(&manifest.dir).unwrap_or_else(|_| manifest.dir.clone());
-        let program = &svc.command[0].replace("{{ manifest_dir }}", &manifest_dir.display().to_string());
+        let Some(first) = svc.command.first() else {
+            continue;
+        };
+        let program = &first.replace("{{ manifest_dir }}", &manifest_dir.display().to_string());
         let found = if program.contains("{{") {
             None
         } else if program.contains('/') {
@@ -110,7 +121,9 @@ pub fn diagnose_docker(manifest: &Manifest) -> Vec<Finding> {
     findings.push(Finding {
         what: "program `docker` (the client; cleanup after a crash uses it)".into(),
         ok: client.is_some(),
-        detail: client.map(|p| p.display().to_string()).unwrap_or_else(|| "not found on PATH".into()),
+        detail: client
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "not found on PATH".into()),
         fix: Some("apt-get install -y docker.io".into()),
     });
     let engine = std::process::Command::new("docker")
@@ -152,7 +165,11 @@ pub fn diagnose_docker(manifest: &Manifest) -> Vec<Finding> {
         findings.push(Finding {
             what: format!("image `{image}` ({})", users.join(", ")),
             ok: present,
-            detail: if present { "on the engine".into() } else { "not on the engine (chaosgate never pulls)".into() },
+            detail: if present {
+                "on the engine".into()
+            } else {
+                "not on the engine (chaosgate never pulls)".into()
+            },
             fix: Some(if ours {
                 "sudo chaosgate images build   (or: cargo run -p chaosgate -- images build)".into()
             } else {

@@ -95,7 +95,10 @@ pub fn image_exists(image: &str) -> bool {
 pub fn build(force: bool, say: &dyn Fn(&str)) -> Result<Built, ImageError> {
     let started = Instant::now();
     let hashed = format!("{STACK_IMAGE}:{}", recipe_hash());
-    require("docker", "see https://docs.docker.com/engine/install/debian/ (or apt-get install -y docker.io)")?;
+    require(
+        "docker",
+        "see https://docs.docker.com/engine/install/debian/ (or apt-get install -y docker.io)",
+    )?;
     if !force && image_exists(&hashed) {
         step("docker", &["tag", &hashed, &stack_image()])?;
         say(&format!("{hashed} is up to date (recipe unchanged); tagged {}", stack_image()));
@@ -122,7 +125,10 @@ pub fn build(force: bool, say: &dyn Fn(&str)) -> Result<Built, ImageError> {
     let include = format!("--include={}", PACKAGES.join(","));
     let root_arg = root.display().to_string();
     step("debootstrap", &["--variant=minbase", &include, SUITE, &root_arg, &mirror])?;
-    say(&format!("  root file system ready after {:.0} s; scrubbing apt sources and lists", started.elapsed().as_secs_f64()));
+    say(&format!(
+        "  root file system ready after {:.0} s; scrubbing apt sources and lists",
+        started.elapsed().as_secs_f64()
+    ));
     for rel in SCRUBBED {
         let p = root.join(rel);
         if p.is_dir() {
@@ -152,7 +158,11 @@ pub fn build(force: bool, say: &dyn Fn(&str)) -> Result<Built, ImageError> {
         });
     }
     step("docker", &["tag", &hashed, &stack_image()])?;
-    say(&format!("{hashed} built in {:.0} s; tagged {}", started.elapsed().as_secs_f64(), stack_image()));
+    say(&format!(
+        "{hashed} built in {:.0} s; tagged {}",
+        started.elapsed().as_secs_f64(),
+        stack_image()
+    ));
     Ok(Built {
         image: hashed,
         rebuilt: true,
@@ -187,11 +197,7 @@ pub fn debian_mirror() -> Result<String, ImageError> {
 fn mirror_in(text: &str) -> Option<String> {
     // deb822 stanzas
     for stanza in text.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-        };
+        let field = |name: &str| stanza.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()));
         if let (Some(uris), Some(suites)) = (field("URIs:"), field("Suites:"))
             && suites.split_whitespace().any(|s| s == SUITE)
         {
@@ -235,7 +241,9 @@ fn step(program: &str, args: &[&str]) -> Result<(), ImageError> {
 }
 
 fn scratch_dir() -> Result<PathBuf, ImageError> {
-    let base = std::env::var_os("TMPDIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let base = std::env::var_os("TMPDIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
     let dir = base.join(format!("chaosgate-image-{}-{}", std::process::id(), fastrand::u32(..)));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -269,6 +269,8 @@ pub struct StackSection {
     pub ready_timeout_s: f64,
     /// The container image of every service that names none (Docker backend).
     pub image: Option<String>,
+    /// The docker-compose file the services come from (absolute), if any.
+    pub compose: Option<PathBuf>,
 }
 
 /// `[stack]` as written, with the spans the checks after parsing point at.
@@ -286,6 +288,8 @@ struct RawStack {
     ready_timeout_s: Option<Spanned<f64>>,
     #[serde(default)]
     image: Option<String>,
+    #[serde(default)]
+    compose: Option<Spanned<String>>,
 }
 
 impl RawStack {
@@ -297,6 +301,7 @@ impl RawStack {
             path: self.path,
             ready_timeout_s: self.ready_timeout_s.map(Spanned::into_inner).unwrap_or_else(default_ready_timeout),
             image: self.image,
+            compose: None,
         }
     }
 }
@@ -383,6 +388,8 @@ pub struct Service {
     pub stop_signal: nix::sys::signal::Signal,
     /// The container image it runs from on the Docker backend (`[stack] image` when absent).
     pub image: Option<String>,
+    /// Its service in `[stack] compose`, when the stack has one.
+    pub compose: Option<crate::stack::compose::ComposeService>,
 }
 
 /// A rendered file's name must stay inside the service's run folder (it may
@@ -761,7 +768,8 @@ struct RawManifest {
 #[serde(deny_unknown_fields, expecting = "a [services.<name>] table")]
 struct RawService {
     role: Role,
-    command: Spanned<Vec<String>>,
+    #[serde(default)]
+    command: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     #[serde(default)]
@@ -951,10 +959,55 @@ fn parent_dir(file: &Path) -> PathBuf {
 }
 
 fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
-    let raw: RawManifest = toml::from_str(source).map_err(|e| InputError::from_toml(file, source, &e))?;
+    let mut raw: RawManifest = toml::from_str(source).map_err(|e| InputError::from_toml(file, source, &e))?;
     let dir = parent_dir(file);
     let mut errors = Vec::new();
     let err = |span: std::ops::Range<usize>, field: String, msg: String| InputError::at(file, source, Some(span), &field, msg);
+    // `[stack] compose`: the services' containers come from that file.
+    let compose = match &raw.stack.compose {
+        Some(path) => {
+            let at = dir.join(path.get_ref());
+            match crate::stack::compose::ComposeFile::load(&at) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return Err(InputErrors(vec![err(
+                        path.span(),
+                        "stack.compose".into(),
+                        format!("expected a readable docker-compose file: {e}"),
+                    )]));
+                }
+            }
+        }
+        None => None,
+    };
+    if let Some(c) = &compose {
+        let unknown: Vec<InputError> = raw
+            .services
+            .iter()
+            .filter(|(name, _)| !c.services.contains_key(*name))
+            .map(|(name, svc)| {
+                err(
+                    svc.span(),
+                    format!("services.{name}"),
+                    format!(
+                        "no service `{name}` in {} (its services: {}); a manifest service is named as in the compose file",
+                        c.path.display(),
+                        c.names().join(", ")
+                    ),
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(InputErrors(unknown));
+        }
+        // Start order from the compose file where the manifest says none.
+        for (name, svc) in raw.services.iter_mut() {
+            let svc = svc.get_mut();
+            if svc.depends_on.is_empty() {
+                svc.depends_on = c.services[name].depends_on.iter().map(|d| Spanned::new(0..0, d.clone())).collect();
+            }
+        }
+    }
 
     if let Some(grace) = &raw.stack.grace_period_s
         && !(grace.get_ref().is_finite() && *grace.get_ref() > 0.0)
@@ -995,12 +1048,18 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
     let mut readies = BTreeMap::new();
     for (name, svc) in &raw.services {
         let s = svc.get_ref();
-        if s.command.get_ref().is_empty() {
-            errors.push(err(
-                s.command.span(),
+        match &s.command {
+            Some(c) if c.get_ref().is_empty() => errors.push(err(
+                c.span(),
                 format!("services.{name}.command"),
                 "expected a non-empty array: program and arguments".into(),
-            ));
+            )),
+            None if compose.is_none() => errors.push(err(
+                svc.span(),
+                format!("services.{name}.command"),
+                "missing: expected the program and its arguments (or `[stack] compose` naming a compose file that has this service)".into(),
+            )),
+            _ => {}
         }
         for dep in &s.depends_on {
             if !raw.services.contains_key(dep.get_ref()) {
@@ -1183,7 +1242,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             Service {
                 name: name.clone(),
                 role: s.role,
-                command: s.command.get_ref().clone(),
+                command: s.command.as_ref().map(|c| c.get_ref().clone()).unwrap_or_default(),
                 env: s.env.clone(),
                 ports: s.ports.clone(),
                 files: s.files.iter().map(|(d, t)| (d.clone(), dir.join(t.get_ref()))).collect(),
@@ -1201,15 +1260,28 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                     .stop_signal
                     .as_ref()
                     .and_then(|sig| parse_stop_signal(sig.get_ref()).ok())
+                    .or_else(|| {
+                        let c = compose.as_ref()?;
+                        parse_stop_signal(c.services[&name].stop_signal.as_deref()?).ok()
+                    })
                     .unwrap_or(nix::sys::signal::Signal::SIGTERM),
-                image: s.image.clone().or_else(|| raw.stack.image.clone()),
+                image: s
+                    .image
+                    .clone()
+                    .or_else(|| compose.as_ref().and_then(|c| c.services[&name].image.clone()))
+                    .or_else(|| raw.stack.image.clone()),
+                compose: compose.as_ref().map(|c| c.services[&name].clone()),
             }
         })
         .collect();
     Ok(Manifest {
         file: file.to_path_buf(),
         dir,
-        stack: raw.stack.into_section(),
+        stack: {
+            let mut stack = raw.stack.into_section();
+            stack.compose = compose.as_ref().map(|c| c.path.clone());
+            stack
+        },
         build: raw.build,
         secrets: raw.secrets,
         services,

@@ -256,17 +256,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
             break;
         }
         let keep = opts.keep && i + 1 == scenarios.len();
-        let (result, stayed_up) = run_scenario(
-            &manifest,
-            scenario,
-            &run_dir,
-            &run_id,
-            seed,
-            keep,
-            opts.progress,
-            opts.backend,
-        )
-        .await;
+        let (result, stayed_up) = run_scenario(&manifest, scenario, &run_dir, &run_id, seed, keep, opts.progress, opts.backend).await;
         kept |= stayed_up;
         results.push(result);
     }

@@ -53,7 +53,14 @@ pub fn validate(opts: &RunOptions) -> Result<Validation, crate::input_error::Inp
 /// Render every template into a scratch folder, as a run would.
 fn render_templates(manifest: &Manifest, v: &mut Validation) {
     let scratch = std::env::temp_dir().join(format!("chaosgate-validate-{}", std::process::id()));
-    match crate::stack::render::StackPlan::render(manifest, &scratch, 0) {
+    use crate::stack::render::{Placement, StackPlan};
+    // A compose stack runs only in containers; everything else is checked as on local processes.
+    let placement = if manifest.stack.compose.is_some() {
+        Placement::Containers
+    } else {
+        Placement::LocalProcesses
+    };
+    match StackPlan::render_for(manifest, &scratch, 0, placement) {
         Ok(plan) => {
             let files: usize = manifest.services.iter().map(|s| s.files.len()).sum();
             v.lines.push(format!(

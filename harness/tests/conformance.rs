@@ -31,7 +31,16 @@ fn run(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::Manifest)
     let run_id = format!("conformance-{}-{}", std::process::id(), fastrand_id());
     let out = repo("target/conformance-runs").join(&run_id);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let (result, kept) = runtime.block_on(run_scenario(&manifest, &scenario, &out, &run_id, 7, false, false, Default::default()));
+    let (result, kept) = runtime.block_on(run_scenario(
+        &manifest,
+        &scenario,
+        &out,
+        &run_id,
+        7,
+        false,
+        false,
+        Default::default(),
+    ));
     assert!(!kept);
     assert!(
         chaosgate::stack::reaper::tagged_processes(Some(&run_id), None).is_empty(),

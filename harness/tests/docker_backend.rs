@@ -141,7 +141,12 @@ fn mutant_fails_on_docker(#[case] mutant: &str, #[case] scenario_file: &str, #[c
         .iter()
         .find(|v| v.requirement == requirement)
         .unwrap_or_else(|| panic!("no {requirement} verdict:\n{}", describe(&result)));
-    assert_eq!(verdict.outcome, Fail as Outcome, "{mutant} must fail {requirement}:\n{}", describe(&result));
+    assert_eq!(
+        verdict.outcome,
+        Fail as Outcome,
+        "{mutant} must fail {requirement}:\n{}",
+        describe(&result)
+    );
 }
 
 /// What the engine holds: containers, networks, volumes.
@@ -188,7 +193,10 @@ fn a_killed_harness_leaves_nothing_on_the_engine_after_clean() {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).expect("SIGKILL");
     let _ = child.wait();
     let during = engine_objects();
-    assert!(during.len() > before.len(), "a SIGKILLed harness leaves its containers (that is what clean is for)");
+    assert!(
+        during.len() > before.len(),
+        "a SIGKILLed harness leaves its containers (that is what clean is for)"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_chaosgate"))
         .arg("clean")
         .env("CHAOSGATE_STATE_DIR", &state)
@@ -200,7 +208,11 @@ fn a_killed_harness_leaves_nothing_on_the_engine_after_clean() {
     assert!(text.contains("removed network"), "{text}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while engine_objects() != before {
-        assert!(Instant::now() < deadline, "after clean: {:?}\nbefore: {before:?}\n{text}", engine_objects());
+        assert!(
+            Instant::now() < deadline,
+            "after clean: {:?}\nbefore: {before:?}\n{text}",
+            engine_objects()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

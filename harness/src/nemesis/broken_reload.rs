@@ -32,7 +32,10 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
             detail,
         );
     };
-    let path = n.plan.run_dir.join(&svc.name).join(file);
+    let path = match n.plan.service(&svc.name) {
+        Some(plan) => plan.host_path(file),
+        None => n.plan.run_dir.join(&svc.name).join(file),
+    };
     let Ok(good) = std::fs::read(&path) else {
         return n.not_landed(index, label, &svc.name, format!("cannot read {}", path.display()), detail);
     };
@@ -40,7 +43,7 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
     let injected_at = n.now();
     let mut broken = format!("{BROKEN_DIRECTIVE} on;\n").into_bytes();
     broken.extend_from_slice(&good);
-    if let Err(e) = std::fs::write(&path, &broken) {
+    if let Err(e) = n.backend.put_file(&svc.name, file, &broken).await {
         return n.not_landed(index, label, &svc.name, format!("cannot write {}: {e}", path.display()), detail);
     }
     let (test_failed, test_output) = match render_argv(n, &svc.name, &decl.test_config) {
@@ -74,7 +77,7 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
     }
     let pid_after = n.backend.pid(&svc.name);
     // Put the good file back and apply it, whatever happened.
-    let _ = std::fs::write(&path, &good);
+    let _ = n.backend.put_file(&svc.name, file, &good).await;
     let healed = if n.backend.pid(&svc.name).is_some() {
         reload(n, svc, decl).await.is_ok()
     } else {

@@ -20,8 +20,16 @@ pub fn redis_of(n: &Nemesis<'_>) -> Option<(SocketAddr, Option<String>)> {
 /// The service's connections to Redis, seen from its processes' sockets.
 pub fn redis_connections_of(n: &Nemesis<'_>, service: &str) -> Option<Vec<String>> {
     let (addr, _) = redis_of(n)?;
+    // The port the service dials: Redis's own port inside a container network
+    // (its published host port only on loopback, where the two are one).
+    let svc = n.manifest.services.iter().find(|s| s.redis.is_some())?;
+    let port = svc
+        .redis
+        .as_ref()
+        .and_then(|access| n.plan.service(&svc.name)?.container_ports.get(&access.port).copied())
+        .unwrap_or(addr.port());
     let pids: Vec<u32> = n.backend.processes(service).into_iter().map(|(p, _)| p).collect();
-    Some(connections_to(&pids, addr.port()).into_iter().map(|a| a.to_string()).collect())
+    Some(connections_to(&pids, port).into_iter().map(|a| a.to_string()).collect())
 }
 
 /// After the service exited: wait (with a deadline) for its Redis clients to

@@ -24,12 +24,12 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, ExecConfig, HostConfig, Ipam, IpamConfig,
-    NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, ExecConfig, HostConfig, Ipam, IpamConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptions,
+    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
@@ -118,7 +118,11 @@ impl DockerBackend {
                 });
             }
         }
-        let leaf = plan.run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let leaf = plan
+            .run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let scope = sanitize(&format!("cg-{run_id}-{leaf}"));
         Ok(Self {
             docker,
@@ -254,6 +258,33 @@ impl DockerBackend {
         env
     }
 
+    /// A compose file's named volumes, one per run on the engine (labelled, so
+    /// cleanup finds them), kept across the service's restarts within the run.
+    async fn named_volumes(&self, svc: &ServicePlan) -> Result<Vec<(String, String, bool)>, StackError> {
+        use super::compose::VolumeSource;
+        let mut out = Vec::new();
+        let Some(c) = &svc.compose else {
+            return Ok(out);
+        };
+        for v in &c.volumes {
+            let VolumeSource::Named(name) = &v.source else {
+                continue;
+            };
+            let volume = sanitize(&format!("{}-{name}", self.scope));
+            let request = bollard::models::VolumeCreateRequest {
+                name: Some(volume.clone()),
+                labels: Some(self.labels(None)),
+                ..Default::default()
+            };
+            self.docker
+                .create_volume(request)
+                .await
+                .map_err(self.docker_error(format!("create volume {volume}")))?;
+            out.push((volume, v.target.clone(), v.read_only));
+        }
+        Ok(out)
+    }
+
     async fn remove_container(&self, container: &str) {
         let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
         let _ = self.docker.remove_container(container, Some(opts)).await;
@@ -319,19 +350,40 @@ impl Backend for DockerBackend {
             self.recorder.clock.now() / 1000
         )?;
         let log_from = log.metadata().map(|m| m.len()).unwrap_or(0);
-        let ports: Vec<u16> = svc.ports.values().copied().collect();
-        let port_bindings = ports
+        // Each named port: the container's port, published on the plan's host port.
+        let published: Vec<(u16, u16)> = svc
+            .ports
             .iter()
-            .map(|p| {
+            .map(|(name, host)| (svc.container_ports.get(name).copied().unwrap_or(*host), *host))
+            .collect();
+        let port_bindings = published
+            .iter()
+            .map(|(inside, host)| {
                 (
-                    format!("{p}/tcp"),
+                    format!("{inside}/tcp"),
                     Some(vec![PortBinding {
                         host_ip: Some("127.0.0.1".into()),
-                        host_port: Some(p.to_string()),
+                        host_port: Some(host.to_string()),
                     }]),
                 )
             })
             .collect();
+        let mut binds = self.binds();
+        for (host, target, read_only) in &svc.mounts {
+            binds.push(format!("{}:{target}{}", host.display(), if *read_only { ":ro" } else { "" }));
+        }
+        for (volume, target, read_only) in self.named_volumes(svc).await? {
+            binds.push(format!("{volume}:{target}{}", if read_only { ":ro" } else { "" }));
+        }
+        // A compose service keeps its image's entrypoint and command unless the file (or the manifest) replaces them.
+        let (entrypoint, cmd) = match &svc.compose {
+            Some(c) if svc.argv.is_empty() => (c.entrypoint.clone(), c.command.clone()),
+            _ => (Some(svc.argv.clone()), Some(Vec::new())),
+        };
+        let working_dir = match &svc.compose {
+            Some(c) => c.working_dir.clone(),
+            None => Some(svc.dir.display().to_string()),
+        };
         let endpoint = EndpointSettings {
             ipam_config: Some(EndpointIpamConfig {
                 ipv4_address: Some(self.address_of(prefix, service).to_string()),
@@ -343,16 +395,16 @@ impl Backend for DockerBackend {
         let stop_signal = self.stop_signals.get(service).copied().unwrap_or(Signal::SIGTERM);
         let body = ContainerCreateBody {
             image: Some(self.images[service].clone()),
-            entrypoint: Some(svc.argv.clone()),
-            cmd: Some(Vec::new()),
+            entrypoint,
+            cmd,
             env: Some(self.container_env(svc, overrides)),
-            working_dir: Some(svc.dir.display().to_string()),
+            working_dir,
             labels: Some(self.labels(Some(service))),
             hostname: Some(svc.name.clone()),
-            exposed_ports: Some(ports.iter().map(|p| format!("{p}/tcp")).collect()),
+            exposed_ports: Some(published.iter().map(|(inside, _)| format!("{inside}/tcp")).collect()),
             stop_signal: Some(stop_signal.as_str().to_string()),
             host_config: Some(HostConfig {
-                binds: Some(self.binds()),
+                binds: Some(binds),
                 port_bindings: Some(port_bindings),
                 network_mode: Some(network.clone()),
                 init: Some(false),
@@ -403,9 +455,7 @@ impl Backend for DockerBackend {
                 let mut stream = docker.logs(&id, Some(opts));
                 while let Some(Ok(chunk)) = stream.next().await {
                     let bytes = match chunk {
-                        LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message } => {
-                            message
-                        }
+                        LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message } => message,
                         LogOutput::StdIn { .. } => continue,
                     };
                     if log.write_all(&bytes).is_err() {
@@ -553,7 +603,7 @@ impl Backend for DockerBackend {
     /// The service folder is bind-mounted: a file written there is the file the container reads.
     async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError> {
         let svc = self.service(service)?;
-        tokio::fs::write(svc.dir.join(name), contents).await?;
+        tokio::fs::write(svc.host_path(name), contents).await?;
         Ok(())
     }
 

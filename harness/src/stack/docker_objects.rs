@@ -24,7 +24,7 @@ pub fn state_label() -> String {
 pub fn remove_run(run_id: &str) -> Vec<String> {
     let filter = format!("label={RUN_LABEL}={run_id}");
     let mut removed = Vec::new();
-    let containers = docker_lines(&["ps", "-aq", "--filter", &filter, "--format", "{{.Names}}"]);
+    let containers = docker_lines(&["ps", "-a", "--filter", &filter, "--format", "{{.Names}}"]);
     if !containers.is_empty() {
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(containers.iter().map(String::as_str));
@@ -32,7 +32,7 @@ pub fn remove_run(run_id: &str) -> Vec<String> {
             removed.extend(containers.iter().map(|c| format!("container {c}")));
         }
     }
-    for net in docker_lines(&["network", "ls", "-q", "--filter", &filter, "--format", "{{.Name}}"]) {
+    for net in docker_lines(&["network", "ls", "--filter", &filter, "--format", "{{.Name}}"]) {
         if docker_ok(&["network", "rm", &net]) {
             removed.push(format!("network {net}"));
         }
@@ -59,7 +59,12 @@ pub fn labelled_runs() -> Vec<String> {
 }
 
 fn docker_lines(args: &[&str]) -> Vec<String> {
-    let Ok(out) = Command::new("docker").args(args).stdin(Stdio::null()).stderr(Stdio::null()).output() else {
+    let Ok(out) = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
         return Vec::new();
     };
     if !out.status.success() {

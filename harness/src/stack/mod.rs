@@ -3,6 +3,7 @@
 //! container. Both implement one trait, so callers never know which one runs.
 
 pub mod certs;
+pub mod compose;
 pub mod docker;
 pub mod docker_objects;
 pub mod process;

@@ -317,7 +317,7 @@ impl Backend for ProcessBackend {
 
     async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError> {
         let svc = self.service(service)?;
-        tokio::fs::write(svc.dir.join(name), contents).await?;
+        tokio::fs::write(svc.host_path(name), contents).await?;
         Ok(())
     }
 

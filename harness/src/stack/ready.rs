@@ -42,8 +42,7 @@ pub async fn is_ready(check: &ReadyCheck, probe: &ReadyProbe<'_>) -> bool {
 /// reads end-of-file or a reset at once is "not yet".
 async fn tcp_accepts_and_holds(addr: SocketAddr) -> bool {
     use tokio::io::AsyncReadExt;
-    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await
-    else {
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await else {
         return false;
     };
     let mut byte = [0u8; 1];

@@ -266,8 +266,9 @@ pub fn reap_orphans(include_kept: bool, only_run: Option<&str>) -> Reaped {
         }
         let reap = if marker.kept { include_kept } else { !harness_alive(&marker) };
         if reap {
-            reaped.processes.extend(kill_run(&marker.run_id));
+            // Containers first: the engine stops their processes as a whole.
             reaped.docker_objects.extend(super::docker_objects::remove_run(&marker.run_id));
+            reaped.processes.extend(kill_run(&marker.run_id));
             remove_marker(&marker.run_id);
             reaped.runs.push(marker.run_id);
         }

@@ -20,6 +20,26 @@ pub struct ServicePlan {
     pub log: PathBuf,
     pub ports: BTreeMap<String, u16>,
     pub ready: ReadyCheck,
+    /// Where each named port listens inside its container (the host port, unless a compose file says otherwise).
+    pub container_ports: BTreeMap<String, u16>,
+    /// The compose service it comes from, with `environment` merged into `env`.
+    pub compose: Option<super::compose::ComposeService>,
+    /// Bind mounts for its container: (host path, container path, read-only). A
+    /// compose file's single-file mounts are copies in the service folder, so
+    /// a fault that rewrites a config never touches the user's tree.
+    pub mounts: Vec<(PathBuf, String, bool)>,
+}
+
+impl ServicePlan {
+    /// The host file behind a path the service sees: a file of a compose
+    /// mount, or a name in its service folder.
+    pub fn host_path(&self, name: &str) -> PathBuf {
+        self.mounts
+            .iter()
+            .find(|(_, target, _)| target == name)
+            .map(|(host, _, _)| host.clone())
+            .unwrap_or_else(|| self.dir.join(name))
+    }
 }
 
 impl ServicePlan {
@@ -89,6 +109,8 @@ pub enum RenderError {
     Template { what: String, message: String },
     #[error(transparent)]
     Certs(#[from] super::certs::CertError),
+    #[error("{0}")]
+    Compose(String),
 }
 
 /// Picks free loopback ports for a run's services.
@@ -180,12 +202,7 @@ impl StackPlan {
     }
 
     /// As `render`, for services placed as `placement` says.
-    pub fn render_for(
-        manifest: &Manifest,
-        run_dir: &Path,
-        secret_seed: u64,
-        placement: Placement,
-    ) -> Result<StackPlan, RenderError> {
+    pub fn render_for(manifest: &Manifest, run_dir: &Path, secret_seed: u64, placement: Placement) -> Result<StackPlan, RenderError> {
         // Services run in their own directories: every path they get must be absolute.
         // Canonical, too: a path with `..` in it names no folder inside a
         // container, where the folders it passes through are not mounted.
@@ -221,7 +238,11 @@ impl StackPlan {
         path_dirs.push(base_path);
         let (hosts, listen) = match placement {
             Placement::LocalProcesses => (
-                manifest.services.iter().map(|s| (s.name.clone(), "127.0.0.1".to_string())).collect(),
+                manifest
+                    .services
+                    .iter()
+                    .map(|s| (s.name.clone(), "127.0.0.1".to_string()))
+                    .collect(),
                 "127.0.0.1".to_string(),
             ),
             Placement::Containers => (
@@ -257,6 +278,14 @@ impl StackPlan {
             certs,
         };
         let env = strict_env();
+        if let Some(compose) = &manifest.stack.compose
+            && placement == Placement::LocalProcesses
+        {
+            return Err(RenderError::Compose(format!(
+                "the stack's services come from {} (`[stack] compose`): run it with `--backend docker`",
+                compose.display()
+            )));
+        }
         for s in &manifest.services {
             let dir = run_dir.join(&s.name);
             std::fs::create_dir_all(&dir).map_err(|source| RenderError::Io { path: dir.clone(), source })?;
@@ -282,6 +311,27 @@ impl StackPlan {
                     &BTreeMap::new(),
                 )?;
             }
+            let ports = plan.context.ports[&s.name].clone();
+            let mut container_ports = ports.clone();
+            let mut mounts = Vec::new();
+            if let Some(c) = &s.compose {
+                for (i, name) in s.ports.iter().enumerate() {
+                    let Some(target) = c.ports.get(i) else {
+                        return Err(RenderError::Compose(format!(
+                            "services.{}.ports: `{name}` is port {} of the service, but its compose service lists {} port(s) \
+                             (`ports:`/`expose:`); the manifest names them in that order",
+                            s.name,
+                            i + 1,
+                            c.ports.len()
+                        )));
+                    };
+                    container_ports.insert(name.clone(), *target);
+                }
+                for (k, v) in &c.environment {
+                    rendered_env.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                mounts = compose_mounts(&s.name, c, &dir)?;
+            }
             plan.services.push(ServicePlan {
                 name: s.name.clone(),
                 role: s.role,
@@ -289,8 +339,11 @@ impl StackPlan {
                 env: rendered_env,
                 log: dir.join("service.log"),
                 dir,
-                ports: plan.context.ports[&s.name].clone(),
+                ports,
                 ready: s.ready.clone(),
+                container_ports,
+                compose: s.compose.clone(),
+                mounts,
             });
         }
         Ok(plan)
@@ -338,6 +391,43 @@ impl StackPlan {
         let ctx = self.context_for(&self.run_dir.join(service));
         render_str(&strict_env(), value, &ctx, value)
     }
+}
+
+/// A compose service's bind mounts: a single file is copied into the
+/// service folder (`mounts/`) and mounted from there; a folder is mounted
+/// as it is. Named volumes are the backend's (one per run).
+fn compose_mounts(
+    service: &str,
+    c: &super::compose::ComposeService,
+    dir: &Path,
+) -> Result<Vec<(PathBuf, String, bool)>, RenderError> {
+    use super::compose::VolumeSource;
+    let copies = dir.join("mounts");
+    let mut mounts = Vec::new();
+    for (i, v) in c.volumes.iter().enumerate() {
+        let VolumeSource::Bind(source) = &v.source else {
+            continue;
+        };
+        let source = canonical(source);
+        if source.is_file() {
+            std::fs::create_dir_all(&copies).map_err(|e| RenderError::Io {
+                path: copies.clone(),
+                source: e,
+            })?;
+            let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let copy = copies.join(format!("{i}-{name}"));
+            std::fs::copy(&source, &copy).map_err(|e| RenderError::Io { path: copy.clone(), source: e })?;
+            mounts.push((copy, v.target.clone(), v.read_only));
+        } else if source.is_dir() {
+            mounts.push((source, v.target.clone(), v.read_only));
+        } else {
+            return Err(RenderError::Compose(format!(
+                "service `{service}`: volume source {} does not exist",
+                source.display()
+            )));
+        }
+    }
+    Ok(mounts)
 }
 
 /// Absolute, and without `..` or symlinks where the folder exists.
