@@ -346,6 +346,8 @@ fn health_target(manifest: &Manifest, scenario: &Scenario, backend: &dyn Backend
 }
 
 /// Run one scenario on a fresh stack. Returns the result and whether the stack was left up.
+// Each argument is one decision of the caller (tests pick them one by one).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_scenario(
     manifest: &Manifest,
     scenario: &Scenario,

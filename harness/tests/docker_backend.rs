@@ -149,6 +149,77 @@ fn mutant_fails_on_docker(#[case] mutant: &str, #[case] scenario_file: &str, #[c
     );
 }
 
+/// The stack from `docker-compose.test.yml`: the manifest names no command,
+/// image, environment or volume; the verdicts are the reference's.
+#[rstest]
+#[case::sigterm_drain("scenarios/sigterm-drain.toml")]
+#[case::redis_outage("scenarios/redis-outage-health.toml")]
+#[case::worker_sigterm("scenarios/worker-sigterm.toml")]
+#[case::nginx_stop("scenarios/nginx-stop.toml")]
+fn compose_stack_passes_on_docker(#[case] scenario_file: &str) {
+    if !docker_tier_can_run(scenario_file) {
+        return;
+    }
+    let result = run_on_docker("fixtures/stacks/reference-compose", scenario_file);
+    assert_eq!(result.error, None);
+    assert!(!result.verdicts.is_empty());
+    for v in &result.verdicts {
+        assert_eq!(v.outcome, Pass, "compose stack must pass every check:\n{}", describe(&result));
+    }
+}
+
+#[test]
+fn compose_mutant_fails_on_docker() {
+    if !docker_tier_can_run("compose-ignores-sigterm") {
+        return;
+    }
+    let result = run_on_docker("fixtures/stacks/mutants/compose-ignores-sigterm", "scenarios/sigterm-drain.toml");
+    let v = result.verdicts.iter().find(|v| v.requirement == "GS-SIGTERM").expect("GS-SIGTERM");
+    assert_eq!(v.outcome, Fail, "{}", describe(&result));
+}
+
+/// A compose stack asked to run on local processes says how to run it, starting nothing.
+#[test]
+fn a_compose_stack_on_processes_names_the_backend_it_needs() {
+    let manifest = manifest::load(&repo("fixtures/stacks/reference-compose")).unwrap_or_else(|e| panic!("{e}"));
+    let scenario = scenario::load(&repo("scenarios/sigterm-drain.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let out = repo("target/docker-tier-runs").join(format!("compose-on-process-{}", std::process::id()));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (result, _) = runtime.block_on(run_scenario(
+        &manifest,
+        &scenario,
+        &out,
+        "compose-on-process",
+        1,
+        false,
+        false,
+        BackendKind::Process,
+    ));
+    let error = result.error.expect("an error");
+    assert!(
+        error.contains("--backend docker") && error.contains("docker-compose.test.yml"),
+        "{error}"
+    );
+}
+
+/// A manifest service the compose file lacks is named with file, line and field.
+#[test]
+fn a_service_missing_from_the_compose_file_is_located() {
+    let dir = repo("target/docker-tier-state").join(format!("compose-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("compose.yml"), "services:\n  web:\n    image: nginx:1.25\n").expect("compose");
+    std::fs::write(
+        dir.join("stack.toml"),
+        "[stack]\nname = \"x\"\ncompose = \"compose.yml\"\n\n[services.proxy]\nrole = \"entry\"\nports = [\"http\"]\nready = { tcp = \"http\" }\n",
+    )
+    .expect("manifest");
+    let e = manifest::load(&dir.join("stack.toml")).expect_err("rejected").to_string();
+    assert!(
+        e.contains("stack.toml:5") && e.contains("services.proxy") && e.contains("its services: web"),
+        "{e}"
+    );
+}
+
 /// What the engine holds: containers, networks, volumes.
 fn engine_objects() -> Vec<String> {
     let mut all = docker_lines(&["ps", "-aq"]);

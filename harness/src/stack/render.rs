@@ -396,11 +396,7 @@ impl StackPlan {
 /// A compose service's bind mounts: a single file is copied into the
 /// service folder (`mounts/`) and mounted from there; a folder is mounted
 /// as it is. Named volumes are the backend's (one per run).
-fn compose_mounts(
-    service: &str,
-    c: &super::compose::ComposeService,
-    dir: &Path,
-) -> Result<Vec<(PathBuf, String, bool)>, RenderError> {
+fn compose_mounts(service: &str, c: &super::compose::ComposeService, dir: &Path) -> Result<Vec<(PathBuf, String, bool)>, RenderError> {
     use super::compose::VolumeSource;
     let copies = dir.join("mounts");
     let mut mounts = Vec::new();
@@ -416,7 +412,10 @@ fn compose_mounts(
             })?;
             let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let copy = copies.join(format!("{i}-{name}"));
-            std::fs::copy(&source, &copy).map_err(|e| RenderError::Io { path: copy.clone(), source: e })?;
+            std::fs::copy(&source, &copy).map_err(|e| RenderError::Io {
+                path: copy.clone(),
+                source: e,
+            })?;
             mounts.push((copy, v.target.clone(), v.read_only));
         } else if source.is_dir() {
             mounts.push((source, v.target.clone(), v.read_only));
