@@ -277,6 +277,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
             name: manifest.display_name(),
             manifest: manifest.file.display().to_string(),
             breaks: manifest.mutant.as_ref().map(|m| m.breaks.clone()).unwrap_or_default(),
+            backend: opts.backend.as_str().to_string(),
         },
         seed,
         started_unix_ms,

@@ -337,6 +337,7 @@ fn mutant_fails_its_check(#[case] mutant: &str, #[case] scenario_file: &str, #[c
             name: mutant.into(),
             manifest: String::new(),
             breaks,
+            backend: "process".to_string(),
         },
         seed: 7,
         started_unix_ms: 0,

@@ -40,6 +40,7 @@ fn report() -> RunReport {
             name: "reference".to_string(),
             manifest: "fixtures/stacks/reference/stack.toml".to_string(),
             breaks: vec!["GS-DRAIN".to_string()],
+            backend: "process".to_string(),
         },
         seed: 339_787,
         started_unix_ms: 1_767_268_800_000,

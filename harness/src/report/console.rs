@@ -137,7 +137,12 @@ fn summary(out: &mut String, report: &RunReport) {
     } else {
         let _ = writeln!(out, "result:   {} (exit code {})", status_word(status), status.code());
     }
-    let _ = writeln!(out, "stack:    {} ({})", report.stack.name, report.stack.manifest);
+    let on = if report.stack.backend.is_empty() {
+        String::new()
+    } else {
+        format!(", on {}", report.stack.backend)
+    };
+    let _ = writeln!(out, "stack:    {} ({}){on}", report.stack.name, report.stack.manifest);
     if !report.stack.breaks.is_empty() {
         let _ = writeln!(out, "breaks:   {} (on purpose)", report.stack.breaks.join(", "));
     }

@@ -32,6 +32,9 @@ pub struct StackInfo {
     /// The requirement IDs a mutant stack breaks on purpose (empty for a real stack).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breaks: Vec<String>,
+    /// Where the services ran: `process` or `docker` (empty in runs from before backends were named).
+    #[serde(default)]
+    pub backend: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ pub(crate) fn sample_report() -> RunReport {
             name: "refstack".to_string(),
             manifest: "stacks/refstack.toml".to_string(),
             breaks: Vec::new(),
+            backend: "process".to_string(),
         },
         seed: 42,
         started_unix_ms: 1_735_732_800_000,
