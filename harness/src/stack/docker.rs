@@ -39,7 +39,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// PATH of a Debian image, after the stack's own `[stack] path` folders.
@@ -290,17 +290,6 @@ impl DockerBackend {
         let _ = self.docker.remove_container(container, Some(opts)).await;
     }
 
-    async fn probe_ready(&self, svc: &ServicePlan) -> bool {
-        let log_from = self.running().get(&svc.name).map_or(0, |r| r.log_from);
-        let addr = |port: &str| svc.addr(port);
-        let probe = super::ready::ReadyProbe {
-            addr: &addr,
-            log: &svc.log,
-            log_from,
-        };
-        super::ready::is_ready(&svc.ready, &probe).await
-    }
-
     fn docker_error(&self, action: String) -> impl FnOnce(bollard::errors::Error) -> StackError {
         move |e| StackError::Docker {
             action,
@@ -486,49 +475,13 @@ impl Backend for DockerBackend {
 
     async fn wait_ready(&self, service: &str, deadline: Duration) -> Result<Duration, StackError> {
         let svc = self.service(service)?;
-        let started = Instant::now();
-        loop {
-            if let Some((_, _, exit)) = self.current(service)
-                && let Some(exit) = *exit.borrow()
-            {
-                return Err(StackError::ExitedEarly {
-                    service: service.to_string(),
-                    exit: exit.describe(),
-                    log: svc.log.clone(),
-                    tail: super::process::tail_of_file(&svc.log, 15),
-                });
-            }
-            if self.probe_ready(svc).await {
-                let took = started.elapsed();
-                self.recorder.event(
-                    service,
-                    ServiceEventKind::Ready {
-                        after_ms: took.as_millis() as u64,
-                    },
-                );
-                return Ok(took);
-            }
-            if started.elapsed() >= deadline {
-                return Err(StackError::NotReady {
-                    service: service.to_string(),
-                    waited: deadline,
-                    check: svc.ready.describe(),
-                    log: svc.log.clone(),
-                    tail: super::process::tail_of_file(&svc.log, 15),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(15)).await;
-        }
+        let log_from = self.running().get(service).map_or(0, |r| r.log_from);
+        let exited = || self.current(service).and_then(|(_, _, exit)| *exit.borrow());
+        super::ready::wait_until_ready(svc, deadline, log_from, &exited, &self.recorder).await
     }
 
-    async fn start_all(&self, deadline: Duration) -> Result<Duration, StackError> {
-        let started = Instant::now();
-        for svc in &self.plan.services {
-            self.start(&svc.name, &EnvOverrides::default()).await?;
-            let left = deadline.saturating_sub(started.elapsed());
-            self.wait_ready(&svc.name, left).await?;
-        }
-        Ok(started.elapsed())
+    fn plan(&self) -> &StackPlan {
+        &self.plan
     }
 
     fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr> {

@@ -111,7 +111,17 @@ pub trait Backend: Send + Sync {
     /// Wait until the service passes its ready check; returns how long it took.
     async fn wait_ready(&self, service: &str, deadline: Duration) -> Result<Duration, StackError>;
     /// Start every service in dependency order, each awaited ready.
-    async fn start_all(&self, deadline: Duration) -> Result<Duration, StackError>;
+    async fn start_all(&self, deadline: Duration) -> Result<Duration, StackError> {
+        let started = std::time::Instant::now();
+        for svc in &self.plan().services {
+            self.start(&svc.name, &EnvOverrides::default()).await?;
+            let left = deadline.saturating_sub(started.elapsed());
+            self.wait_ready(&svc.name, left).await?;
+        }
+        Ok(started.elapsed())
+    }
+    /// The rendered stack this backend runs.
+    fn plan(&self) -> &render::StackPlan;
     /// Loopback address of a named port of a service.
     fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr>;
     /// PID of the service's main process while it runs.

@@ -16,7 +16,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Variables passed through from the harness's environment; everything else a
@@ -54,10 +54,6 @@ impl ProcessBackend {
         }
     }
 
-    pub fn plan(&self) -> &StackPlan {
-        &self.plan
-    }
-
     fn service(&self, name: &str) -> Result<&ServicePlan, StackError> {
         self.plan.service(name).ok_or_else(|| StackError::UnknownService(name.to_string()))
     }
@@ -91,17 +87,6 @@ impl ProcessBackend {
             return if p.is_file() { Ok(p) } else { Err(not_found()) };
         }
         find_on_path(program, &self.plan.path_var).ok_or_else(not_found)
-    }
-
-    async fn probe_ready(&self, svc: &ServicePlan) -> bool {
-        let log_from = self.running().get(&svc.name).map_or(0, |r| r.log_from);
-        let addr = |port: &str| svc.addr(port);
-        let probe = super::ready::ReadyProbe {
-            addr: &addr,
-            log: &svc.log,
-            log_from,
-        };
-        super::ready::is_ready(&svc.ready, &probe).await
     }
 }
 
@@ -196,50 +181,13 @@ impl Backend for ProcessBackend {
 
     async fn wait_ready(&self, service: &str, deadline: Duration) -> Result<Duration, StackError> {
         let svc = self.service(service)?;
-        let started = Instant::now();
-        let check = svc.ready.describe();
-        loop {
-            if let Some((_, exit)) = self.current(service)
-                && let Some(exit) = *exit.borrow()
-            {
-                return Err(StackError::ExitedEarly {
-                    service: service.to_string(),
-                    exit: exit.describe(),
-                    log: svc.log.clone(),
-                    tail: tail_of_file(&svc.log, 15),
-                });
-            }
-            if self.probe_ready(svc).await {
-                let took = started.elapsed();
-                self.recorder.event(
-                    service,
-                    ServiceEventKind::Ready {
-                        after_ms: took.as_millis() as u64,
-                    },
-                );
-                return Ok(took);
-            }
-            if started.elapsed() >= deadline {
-                return Err(StackError::NotReady {
-                    service: service.to_string(),
-                    waited: deadline,
-                    check,
-                    log: svc.log.clone(),
-                    tail: tail_of_file(&svc.log, 15),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(15)).await;
-        }
+        let log_from = self.running().get(service).map_or(0, |r| r.log_from);
+        let exited = || self.current(service).and_then(|(_, exit)| *exit.borrow());
+        super::ready::wait_until_ready(svc, deadline, log_from, &exited, &self.recorder).await
     }
 
-    async fn start_all(&self, deadline: Duration) -> Result<Duration, StackError> {
-        let started = Instant::now();
-        for svc in &self.plan.services {
-            self.start(&svc.name, &EnvOverrides::default()).await?;
-            let left = deadline.saturating_sub(started.elapsed());
-            self.wait_ready(&svc.name, left).await?;
-        }
-        Ok(started.elapsed())
+    fn plan(&self) -> &StackPlan {
+        &self.plan
     }
 
     fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr> {

@@ -33,6 +33,57 @@ pub async fn is_ready(check: &ReadyCheck, probe: &ReadyProbe<'_>) -> bool {
     }
 }
 
+/// Wait until a just-started service passes its ready check, with a
+/// deadline; an exit before that is an error with the log's last lines.
+/// The one loop of every backend: they differ only in how an exit is seen.
+pub async fn wait_until_ready(
+    svc: &super::render::ServicePlan,
+    deadline: std::time::Duration,
+    log_from: u64,
+    exited: &(dyn Fn() -> Option<crate::history::ExitInfo> + Sync),
+    recorder: &crate::history::Recorder,
+) -> Result<std::time::Duration, super::StackError> {
+    use super::StackError;
+    use super::process::tail_of_file;
+    let started = std::time::Instant::now();
+    let addr = |port: &str| svc.addr(port);
+    let probe = ReadyProbe {
+        addr: &addr,
+        log: &svc.log,
+        log_from,
+    };
+    loop {
+        if let Some(exit) = exited() {
+            return Err(StackError::ExitedEarly {
+                service: svc.name.clone(),
+                exit: exit.describe(),
+                log: svc.log.clone(),
+                tail: tail_of_file(&svc.log, 15),
+            });
+        }
+        if is_ready(&svc.ready, &probe).await {
+            let took = started.elapsed();
+            recorder.event(
+                &svc.name,
+                crate::history::ServiceEventKind::Ready {
+                    after_ms: took.as_millis() as u64,
+                },
+            );
+            return Ok(took);
+        }
+        if started.elapsed() >= deadline {
+            return Err(StackError::NotReady {
+                service: svc.name.clone(),
+                waited: deadline,
+                check: svc.ready.describe(),
+                log: svc.log.clone(),
+                tail: tail_of_file(&svc.log, 15),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+}
+
 /// A connection that is accepted and then held open.
 ///
 /// An accepted connection alone proves nothing in front of a container:
