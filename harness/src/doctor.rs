@@ -89,14 +89,7 @@ pub fn diagnose(manifest: &Manifest) -> Vec<Finding> {
         },
         fix: Some("mount -t proc proc /proc".into()),
     });
-    let state = crate::stack::reaper::markers_dir();
-    let state_ok = std::fs::create_dir_all(&state).is_ok();
-    findings.push(Finding {
-        what: format!("state directory {}", state.display()),
-        ok: state_ok,
-        detail: if state_ok { "writable".into() } else { "cannot create".into() },
-        fix: Some("export CHAOSGATE_STATE_DIR=/some/writable/dir".into()),
-    });
+    findings.push(state_dir_finding());
     for step in &manifest.build {
         let program = &step.command[0];
         let found = find_on_path(program, &path);
@@ -177,15 +170,20 @@ pub fn diagnose_docker(manifest: &Manifest) -> Vec<Finding> {
             }),
         });
     }
+    findings.push(state_dir_finding());
+    findings
+}
+
+/// Where run markers go (what `clean` and the reaper read).
+fn state_dir_finding() -> Finding {
     let state = crate::stack::reaper::markers_dir();
     let state_ok = std::fs::create_dir_all(&state).is_ok();
-    findings.push(Finding {
+    Finding {
         what: format!("state directory {}", state.display()),
         ok: state_ok,
         detail: if state_ok { "writable".into() } else { "cannot create".into() },
         fix: Some("export CHAOSGATE_STATE_DIR=/some/writable/dir".into()),
-    });
-    findings
+    }
 }
 
 pub fn render(findings: &[Finding]) -> String {

@@ -35,7 +35,7 @@ use futures_util::StreamExt;
 use nix::sys::signal::Signal;
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -484,10 +484,6 @@ impl Backend for DockerBackend {
         &self.plan
     }
 
-    fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr> {
-        self.plan.service(service)?.addr(port)
-    }
-
     fn pid(&self, service: &str) -> Option<u32> {
         self.alive(service).map(|(pid, _)| pid)
     }
@@ -540,24 +536,6 @@ impl Backend for DockerBackend {
         let opts = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
         let _ = self.docker.kill_container(&container, Some(opts)).await;
         Ok(self.wait_exit(service, Duration::from_secs(5)).await)
-    }
-
-    fn log_tail(&self, service: &str, lines: usize) -> String {
-        self.plan
-            .service(service)
-            .map(|s| super::process::tail_of_file(&s.log, lines))
-            .unwrap_or_default()
-    }
-
-    fn log_path(&self, service: &str) -> Option<PathBuf> {
-        self.plan.service(service).map(|s| s.log.clone())
-    }
-
-    /// The service folder is bind-mounted: a file written there is the file the container reads.
-    async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError> {
-        let svc = self.service(service)?;
-        tokio::fs::write(svc.host_path(name), contents).await?;
-        Ok(())
     }
 
     /// Runs inside the service's container while it runs (`nginx -t` sees what nginx sees).

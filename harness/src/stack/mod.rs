@@ -123,7 +123,9 @@ pub trait Backend: Send + Sync {
     /// The rendered stack this backend runs.
     fn plan(&self) -> &render::StackPlan;
     /// Loopback address of a named port of a service.
-    fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr>;
+    fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr> {
+        self.plan().service(service)?.addr(port)
+    }
     /// PID of the service's main process while it runs.
     fn pid(&self, service: &str) -> Option<u32>;
     /// Deliver a signal to the service's main process; returns its PID.
@@ -135,11 +137,27 @@ pub trait Backend: Send + Sync {
     /// KILL the service's whole process group at once.
     async fn kill(&self, service: &str) -> Result<Option<ExitInfo>, StackError>;
     /// The last lines of the service's output.
-    fn log_tail(&self, service: &str, lines: usize) -> String;
-    /// Path of the service's log, if it is a file.
-    fn log_path(&self, service: &str) -> Option<PathBuf>;
-    /// Write a file into the service's working directory.
-    async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError>;
+    fn log_tail(&self, service: &str, lines: usize) -> String {
+        self.plan()
+            .service(service)
+            .map(|s| process::tail_of_file(&s.log, lines))
+            .unwrap_or_default()
+    }
+    /// Path of the service's log (every backend writes the service's output there).
+    fn log_path(&self, service: &str) -> Option<PathBuf> {
+        self.plan().service(service).map(|s| s.log.clone())
+    }
+    /// Write a file the service reads: a name in its folder, or a path inside
+    /// its container that a mount maps to the run folder. Both backends see
+    /// the run folder itself (a container has it bind-mounted).
+    async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError> {
+        let svc = self
+            .plan()
+            .service(service)
+            .ok_or_else(|| StackError::UnknownService(service.to_string()))?;
+        tokio::fs::write(svc.host_path(name), contents).await?;
+        Ok(())
+    }
     /// Run a command in the service's context (its directory and environment).
     async fn exec(&self, service: &str, argv: &[String]) -> Result<std::process::Output, StackError>;
     /// Processes that belong to the service ("pid command"), its children included.

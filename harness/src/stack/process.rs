@@ -11,7 +11,6 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,10 +189,6 @@ impl Backend for ProcessBackend {
         &self.plan
     }
 
-    fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr> {
-        self.plan.service(service)?.addr(port)
-    }
-
     fn pid(&self, service: &str) -> Option<u32> {
         self.alive_pid(service)
     }
@@ -253,20 +248,6 @@ impl Backend for ProcessBackend {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         Ok(self.wait_exit(service, Duration::from_secs(5)).await)
-    }
-
-    fn log_tail(&self, service: &str, lines: usize) -> String {
-        self.plan.service(service).map(|s| tail_of_file(&s.log, lines)).unwrap_or_default()
-    }
-
-    fn log_path(&self, service: &str) -> Option<PathBuf> {
-        self.plan.service(service).map(|s| s.log.clone())
-    }
-
-    async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError> {
-        let svc = self.service(service)?;
-        tokio::fs::write(svc.host_path(name), contents).await?;
-        Ok(())
     }
 
     async fn exec(&self, service: &str, argv: &[String]) -> Result<std::process::Output, StackError> {
