@@ -11,7 +11,7 @@
 //! mounts the manifest's `[stack] path` folders read-only, so a rebuilt
 //! binary needs no new image.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -253,12 +253,8 @@ struct RemoveOnDrop(PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = remove_tree(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn remove_tree(p: &Path) -> std::io::Result<()> {
-    std::fs::remove_dir_all(p)
 }
 
 #[cfg(test)]
