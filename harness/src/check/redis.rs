@@ -293,7 +293,7 @@ fn tasks_part(h: &History) -> Verdict {
 /// Requests that started once readiness was 2xx again after the outage: none may get 5xx.
 fn no_5xx_once_ready(input: &CheckInput<'_>, dependency: &str, back: Micros, until: Micros) -> Verdict {
     const ID: &str = "RD-RECOVER";
-    let expected = "no 5xx for requests started after readiness returned";
+    let expected = "no 5xx for requests started after readiness returned and done before the next fault";
     let h = input.history;
     let Some(ready) = h
         .probes_of(input.probed_service, ProbeKind::Ready)
@@ -306,7 +306,9 @@ fn no_5xx_once_ready(input: &CheckInput<'_>, dependency: &str, back: Micros, unt
             expected,
         );
     };
-    let after: Vec<_> = h.requests.iter().filter(|r| r.start >= ready.at && r.start < until).collect();
+    // A request still in flight when the next outage began belongs to that
+    // outage: Redis going down under it is the fault, not a failed recovery.
+    let after: Vec<_> = h.requests.iter().filter(|r| r.start >= ready.at && r.end < until).collect();
     let bad: Vec<_> = after.iter().filter(|r| r.status >= 500 || r.error.is_error()).collect();
     if after.is_empty() {
         return Verdict::new(
@@ -461,6 +463,51 @@ mod tests {
             a.missing.clear();
         }
         assert_eq!(judge(&h, rd_aof).outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn a_request_cut_by_the_next_outage_is_not_a_failed_recovery() {
+        use crate::history::{ProbeKind, ProbeSample, RequestRecord, TransportError};
+        let mut h = History::default();
+        h.probes.push(ProbeSample {
+            at: 4_100_000,
+            service: "app".into(),
+            probe: ProbeKind::Ready,
+            status: 200,
+            error: TransportError::None,
+            latency_us: 900,
+            body: None,
+        });
+        let request = |start: Micros, end: Micros, status: u16| RequestRecord {
+            start,
+            end,
+            status,
+            route: 0,
+            version: 0,
+            error: TransportError::None,
+            bytes: 0,
+        };
+        let next_outage = 5_100_000;
+        h.requests.push(request(4_200_000, 4_210_000, 200));
+        // Started before the next outage, still waiting on Redis when it went down.
+        h.requests.push(request(5_099_000, 5_400_000, 503));
+        let settings = Settings::default();
+        let judge_after = |h: &History| {
+            let input = CheckInput {
+                history: h,
+                settings: &settings,
+                probed_service: "app",
+                dependency_services: vec!["redis".into()],
+                roles: Default::default(),
+            };
+            no_5xx_once_ready(&input, "redis", 4_000_000, next_outage)
+        };
+        let v = judge_after(&h);
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.measured);
+        // The same 503 finishing before the next outage is a failed recovery.
+        h.requests[1].end = 5_090_000;
+        let v = judge_after(&h);
+        assert_eq!(v.outcome, Outcome::Fail, "{}", v.measured);
     }
 
     #[test]
