@@ -374,6 +374,48 @@ pub enum FaultDetail {
         queue_base_list: Option<u64>,
         enqueued_until: Micros,
     },
+    /// One of the stack's deployment commands (section 4).
+    Release(ReleaseObservation),
+}
+
+/// A deployment command the harness ran, and what it asked of the platform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ReleaseObservation {
+    /// "deploy", "switch", "canary", "rollback" or "releases".
+    pub step: String,
+    pub version: Option<String>,
+    /// The defective build asked for (`[deploy.variants]`), if any.
+    pub variant: Option<String>,
+    pub command: Vec<String>,
+    /// None: it did not exit by itself within the time allowed.
+    pub exit_code: Option<i32>,
+    pub ended_at: Option<Micros>,
+    /// The end of its output.
+    pub output: String,
+    /// Platform API calls it made, in order ("+812 ms start app-v2: ready in 240 ms").
+    pub calls: Vec<String>,
+    /// `releases`: the first word of each line it printed, newest first.
+    pub releases: Vec<String>,
+    /// `rollback` with `check_data`: the record written before and read after.
+    pub record: Option<RecordProbe>,
+    /// What `[deploy]` declares: "all-at-once" or "gradual" switching.
+    #[serde(default)]
+    pub switching: String,
+    /// CN-SMALL's reading: the largest first-step share (percent) the stack allows itself.
+    #[serde(default)]
+    pub first_step_max_percent: f64,
+}
+
+/// RB-DATA's probe: a record written through the entry, read back after a rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RecordProbe {
+    pub path_written: String,
+    pub path_read: String,
+    /// (status, version header) of each answer.
+    pub written: (u16, String),
+    pub read_before: (u16, String),
+    /// The reads after the rollback until one came from another version.
+    pub read_after: Vec<(u16, String)>,
 }
 
 /// What a burst got back.

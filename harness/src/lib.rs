@@ -3,6 +3,7 @@
 //! what it recorded.
 
 pub mod check;
+pub mod deploy;
 pub mod cli;
 pub mod doctor;
 pub mod history;

@@ -31,6 +31,8 @@ pub struct Manifest {
     pub monitoring: Option<MonitoringSection>,
     /// `[endpoints]`: endpoint roles -> the stack's own requests.
     pub endpoints: BTreeMap<String, EndpointDecl>,
+    /// `[deploy]`: the stack's release commands (section 4 of the standard).
+    pub deploy: Option<crate::deploy::DeployDecl>,
 }
 
 /// Endpoint roles a scenario may ask for (`endpoint = "slow"`), and what the
@@ -762,6 +764,8 @@ struct RawManifest {
     monitoring: Option<RawMonitoring>,
     #[serde(default)]
     endpoints: BTreeMap<Spanned<String>, Spanned<EndpointDecl>>,
+    #[serde(default)]
+    deploy: Option<Spanned<crate::deploy::DeployDecl>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -813,6 +817,16 @@ struct RawOverlay {
     mutant: Option<RawMutant>,
     #[serde(default)]
     services: BTreeMap<String, Spanned<RawServiceOverlay>>,
+    /// `[deploy.env]`: variables added to the base's deployment commands.
+    #[serde(default)]
+    deploy: Option<Spanned<RawDeployOverlay>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [deploy] table with only `env`")]
+struct RawDeployOverlay {
+    #[serde(default)]
+    env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -923,6 +937,18 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
                     msg,
                 )),
             }
+        }
+    }
+    if let Some(overlay) = &raw.deploy {
+        match base.deploy.as_mut() {
+            Some(d) => d.env.extend(overlay.get_ref().env.clone()),
+            None => errors.push(InputError::at(
+                file,
+                source,
+                Some(overlay.span()),
+                "deploy",
+                "the base manifest has no [deploy] section to change",
+            )),
         }
     }
     for id in raw.mutant.iter().flat_map(|m| &m.breaks) {
@@ -1211,6 +1237,50 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             }
         }
     }
+    if let Some(d) = &raw.deploy {
+        let decl = d.get_ref();
+        if !raw.services.contains_key(&decl.service) {
+            errors.push(err(
+                d.span(),
+                "deploy.service".into(),
+                format!(
+                    "expected the service a release's instances are copies of; no service named `{}` (services: {})",
+                    decl.service,
+                    join(&names)
+                ),
+            ));
+        }
+        let commands = [
+            ("deploy", Some(&decl.deploy)),
+            ("switch", decl.switch.as_ref()),
+            ("canary", decl.canary.as_ref()),
+            ("rollback", decl.rollback.as_ref()),
+            ("releases", decl.releases.as_ref()),
+        ];
+        for (field, command) in commands {
+            if command.is_some_and(|c| c.is_empty() || c[0].trim().is_empty()) {
+                errors.push(err(
+                    d.span(),
+                    format!("deploy.{field}"),
+                    "expected a command: a non-empty list, program first".into(),
+                ));
+            }
+        }
+        if !(decl.timeout_s.is_finite() && decl.timeout_s > 0.0 && decl.timeout_s <= 3600.0) {
+            errors.push(err(
+                d.span(),
+                "deploy.timeout_s".into(),
+                format!("expected seconds between 0 and 3600, got {}", decl.timeout_s),
+            ));
+        }
+        if !(decl.first_step_max_percent > 0.0 && decl.first_step_max_percent <= 100.0) {
+            errors.push(err(
+                d.span(),
+                "deploy.first_step_max_percent".into(),
+                format!("expected a percentage above 0 and at most 100, got {}", decl.first_step_max_percent),
+            ));
+        }
+    }
     let order = match start_order(&raw.services) {
         Ok(order) => order,
         Err(cycle) => {
@@ -1297,6 +1367,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             .into_iter()
             .map(|(role, decl)| (role.into_inner(), decl.into_inner()))
             .collect(),
+        deploy: raw.deploy.map(Spanned::into_inner),
     })
 }
 

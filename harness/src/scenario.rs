@@ -317,6 +317,12 @@ pub struct FaultSpec {
     pub count: Option<u32>,
     /// For `flood`: how long each task runs, in ms.
     pub task_ms: Option<u64>,
+    /// For `deploy` and `canary`: the version to release.
+    pub version: Option<String>,
+    /// For `deploy` and `canary`: a defective build the stack declares in `[deploy.variants]`.
+    pub variant: Option<String>,
+    /// For `rollback`: write a record through the new version first and read it back after (RB-DATA).
+    pub check_data: bool,
 }
 
 /// A `[[fault]]` as written, with the spans of the values the checks after parsing look at.
@@ -349,6 +355,12 @@ struct RawFault {
     count: Option<u32>,
     #[serde(default)]
     task_ms: Option<u64>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
+    #[serde(default)]
+    check_data: bool,
 }
 
 impl RawFault {
@@ -368,6 +380,9 @@ impl RawFault {
             duration_s: self.duration_s,
             count: self.count,
             task_ms: self.task_ms,
+            version: self.version,
+            variant: self.variant,
+            check_data: self.check_data,
         }
     }
 }
@@ -417,6 +432,16 @@ pub enum FaultAction {
     BrokenReload,
     /// Enqueue `count` tasks of `task_ms` at mixed priorities through the declared endpoint (CW-*).
     Flood,
+    /// Run the stack's `deploy` command for `version` (section 4).
+    Deploy,
+    /// Run the stack's `switch` command (blue-green).
+    Switch,
+    /// Run the stack's `canary` command for `version` to its end.
+    Canary,
+    /// Run the stack's `rollback` command.
+    Rollback,
+    /// Run the stack's `releases` command and keep the versions it lists.
+    Releases,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -622,6 +647,35 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
                 )),
             }
         }
+        let needs_version = matches!(spec.action, FaultAction::Deploy | FaultAction::Canary);
+        match &spec.version {
+            None if needs_version => errors.push(err(
+                header.clone(),
+                &field("version"),
+                format!("required for action = \"{}\": the version to release", action_name(spec.action)),
+            )),
+            Some(v) if !needs_version => errors.push(err(
+                header.clone(),
+                &field("version"),
+                format!("only `deploy` and `canary` take a version, not `{}` ({v})", action_name(spec.action)),
+            )),
+            Some(v) if !crate::deploy::api::valid_instance_name(v) => errors.push(err(
+                header.clone(),
+                &field("version"),
+                format!("expected letters, digits, `-` or `_` (at most 48), got `{v}`"),
+            )),
+            _ => {}
+        }
+        if spec.variant.is_some() && !needs_version {
+            errors.push(err(
+                header.clone(),
+                &field("variant"),
+                "only `deploy` and `canary` take a variant".into(),
+            ));
+        }
+        if spec.check_data && spec.action != FaultAction::Rollback {
+            errors.push(err(header.clone(), &field("check_data"), "only `rollback` takes check_data".into()));
+        }
         if let Some(after) = &spec.after_s
             && !seconds(*after.get_ref())
         {
@@ -673,6 +727,11 @@ pub fn action_name(action: FaultAction) -> &'static str {
         FaultAction::CertSwap => "cert-swap",
         FaultAction::BrokenReload => "broken-reload",
         FaultAction::Flood => "flood",
+        FaultAction::Deploy => "deploy",
+        FaultAction::Switch => "switch",
+        FaultAction::Canary => "canary",
+        FaultAction::Rollback => "rollback",
+        FaultAction::Releases => "releases",
     }
 }
 

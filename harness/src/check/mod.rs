@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod baseline;
 pub mod config;
+pub mod deploy;
 pub mod health;
 pub mod nginx;
 pub mod redis;
@@ -60,6 +61,16 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("CW-PRIO", worker::cw_prio),
     ("CW-RECONNECT", worker::cw_reconnect),
     ("GS-WORKER", worker::gs_worker),
+    ("BG-ZERO", deploy::bg_zero),
+    ("BG-SHIFT", deploy::bg_shift),
+    ("BG-BACK", deploy::bg_back),
+    ("CN-SMALL", deploy::cn_small),
+    ("CN-WATCH", deploy::cn_watch),
+    ("CN-WIDEN", deploy::cn_widen),
+    ("CN-ABORT", deploy::cn_abort),
+    ("RB-ONE", deploy::rb_one),
+    ("RB-KEEP5", deploy::rb_keep5),
+    ("RB-DATA", deploy::rb_data),
 ];
 
 pub fn is_implemented(id: &str) -> bool {

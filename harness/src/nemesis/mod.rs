@@ -11,6 +11,7 @@ pub mod kill_all;
 pub mod outage;
 pub mod proxy;
 pub mod proxy_probe;
+pub mod release;
 pub mod schedule;
 pub mod signal;
 

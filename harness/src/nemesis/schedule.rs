@@ -3,7 +3,9 @@
 use super::Nemesis;
 use super::config::{bad_config, env_change, reload_config};
 use super::outage::{outage, pause};
+use super::release::release_step;
 use super::signal::signal_fault;
+use crate::deploy::Step;
 use crate::history::{FaultDetail, FaultRecord};
 use crate::manifest::SignalName;
 use crate::scenario::{FaultAction, FaultSpec, STOP_SIGNAL, action_name};
@@ -137,5 +139,10 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
         }
         FaultAction::BrokenReload => vec![super::broken_reload::broken_reload(n, index, &spec.target).await],
         FaultAction::Flood => vec![super::flood::flood(n, index, spec.count.unwrap_or(300), spec.task_ms.unwrap_or(20)).await],
+        FaultAction::Deploy => vec![release_step(n, index, Step::Deploy, spec).await],
+        FaultAction::Switch => vec![release_step(n, index, Step::Switch, spec).await],
+        FaultAction::Canary => vec![release_step(n, index, Step::Canary, spec).await],
+        FaultAction::Rollback => vec![release_step(n, index, Step::Rollback, spec).await],
+        FaultAction::Releases => vec![release_step(n, index, Step::Releases, spec).await],
     }
 }

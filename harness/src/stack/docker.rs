@@ -74,6 +74,7 @@ pub struct DockerBackend {
     network: tokio::sync::Mutex<Option<Network>>,
     running: Mutex<HashMap<String, Running>>,
     generations: Mutex<HashMap<String, u32>>,
+    instances: super::Instances,
     keep: AtomicBool,
 }
 
@@ -135,12 +136,13 @@ impl DockerBackend {
             network: tokio::sync::Mutex::new(None),
             running: Mutex::new(HashMap::new()),
             generations: Mutex::new(HashMap::new()),
+            instances: super::Instances::default(),
             keep: AtomicBool::new(false),
         })
     }
 
-    fn service(&self, name: &str) -> Result<&ServicePlan, StackError> {
-        self.plan.service(name).ok_or_else(|| StackError::UnknownService(name.to_string()))
+    fn service(&self, name: &str) -> Result<ServicePlan, StackError> {
+        self.service_plan(name).ok_or_else(|| StackError::UnknownService(name.to_string()))
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
@@ -212,7 +214,14 @@ impl DockerBackend {
     }
 
     fn address_of(&self, prefix: [u8; 3], service: &str) -> Ipv4Addr {
-        let index = self.plan.services.iter().position(|s| s.name == service).unwrap_or(0);
+        // Instances come after the plan's services, so no restart moves anyone.
+        let index = self
+            .plan
+            .services
+            .iter()
+            .position(|s| s.name == service)
+            .or_else(|| self.instances.position(service).map(|i| self.plan.services.len() + i))
+            .unwrap_or(0);
         Ipv4Addr::new(prefix[0], prefix[1], prefix[2], 10 + index as u8)
     }
 
@@ -361,7 +370,7 @@ impl Backend for DockerBackend {
         for (host, target, read_only) in &svc.mounts {
             binds.push(format!("{}:{target}{}", host.display(), if *read_only { ":ro" } else { "" }));
         }
-        for (volume, target, read_only) in self.named_volumes(svc).await? {
+        for (volume, target, read_only) in self.named_volumes(&svc).await? {
             binds.push(format!("{volume}:{target}{}", if read_only { ":ro" } else { "" }));
         }
         // A compose service keeps its image's entrypoint and command unless the file (or the manifest) replaces them.
@@ -381,12 +390,13 @@ impl Backend for DockerBackend {
             aliases: Some(vec![svc.name.clone()]),
             ..Default::default()
         };
-        let stop_signal = self.stop_signals.get(service).copied().unwrap_or(Signal::SIGTERM);
+        let template = self.instances.template_of(service);
+        let stop_signal = self.stop_signals.get(&template).copied().unwrap_or(Signal::SIGTERM);
         let body = ContainerCreateBody {
-            image: Some(self.images[service].clone()),
+            image: Some(self.images[&template].clone()),
             entrypoint,
             cmd,
-            env: Some(self.container_env(svc, overrides)),
+            env: Some(self.container_env(&svc, overrides)),
             working_dir,
             labels: Some(self.labels(Some(service))),
             hostname: Some(svc.name.clone()),
@@ -477,11 +487,19 @@ impl Backend for DockerBackend {
         let svc = self.service(service)?;
         let log_from = self.running().get(service).map_or(0, |r| r.log_from);
         let exited = || self.current(service).and_then(|(_, _, exit)| *exit.borrow());
-        super::ready::wait_until_ready(svc, deadline, log_from, &exited, &self.recorder).await
+        super::ready::wait_until_ready(&svc, deadline, log_from, &exited, &self.recorder).await
     }
 
     fn plan(&self) -> &StackPlan {
         &self.plan
+    }
+
+    fn instances(&self) -> &super::Instances {
+        &self.instances
+    }
+
+    fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     fn pid(&self, service: &str) -> Option<u32> {
@@ -550,7 +568,7 @@ impl Backend for DockerBackend {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             working_dir: Some(svc.dir.display().to_string()),
-            env: Some(self.container_env(svc, &EnvOverrides::default())),
+            env: Some(self.container_env(&svc, &EnvOverrides::default())),
             ..Default::default()
         };
         let action = format!("run `{}` in service `{service}`", argv.join(" "));
@@ -605,10 +623,15 @@ impl Backend for DockerBackend {
 
     async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let mut report = ShutdownReport::default();
-        for svc in self.plan.services.iter().rev() {
-            if self.alive(&svc.name).is_some() {
-                let _ = self.stop(&svc.name, grace).await;
-                report.stopped.push(svc.name.clone());
+        let names = self
+            .instances
+            .names_newest_first()
+            .into_iter()
+            .chain(self.plan.services.iter().rev().map(|s| s.name.clone()));
+        for name in names {
+            if self.alive(&name).is_some() {
+                let _ = self.stop(&name, grace).await;
+                report.stopped.push(name);
             }
         }
         let containers: Vec<String> = self.running().values().map(|r| r.container.clone()).collect();

@@ -96,6 +96,47 @@ pub enum StackError {
 }
 
 /// What a shutdown stopped, and whatever it found still alive after.
+/// Services started during a run: each a copy of a manifest service (its
+/// template) under a name of its own, with ports picked when it was added.
+#[derive(Default)]
+pub struct Instances(std::sync::Mutex<Vec<(String, render::ServicePlan)>>);
+
+impl Instances {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, render::ServicePlan)>> {
+        match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn add(&self, template: &str, plan: render::ServicePlan) {
+        self.lock().push((template.to_string(), plan));
+    }
+
+    pub fn get(&self, name: &str) -> Option<render::ServicePlan> {
+        self.lock().iter().find(|(_, p)| p.name == name).map(|(_, p)| p.clone())
+    }
+
+    /// The manifest service an instance was made from; a service is its own template.
+    pub fn template_of(&self, name: &str) -> String {
+        self.lock()
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(t, _)| t.clone())
+            .unwrap_or_else(|| name.to_string())
+    }
+
+    /// Position among the instances (the Docker backend gives each a fixed address).
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.lock().iter().position(|(_, p)| p.name == name)
+    }
+
+    /// Names, newest first: the order to stop them in.
+    pub fn names_newest_first(&self) -> Vec<String> {
+        self.lock().iter().rev().map(|(_, p)| p.name.clone()).collect()
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct ShutdownReport {
     pub stopped: Vec<String>,
@@ -122,9 +163,29 @@ pub trait Backend: Send + Sync {
     }
     /// The rendered stack this backend runs.
     fn plan(&self) -> &render::StackPlan;
+    /// Services started during the run (a release's instances).
+    fn instances(&self) -> &Instances;
+    /// The run id every process and container of the run is tagged with.
+    fn run_id(&self) -> &str;
+    /// A service of the plan or an instance started since.
+    fn service_plan(&self, service: &str) -> Option<render::ServicePlan> {
+        self.plan().service(service).cloned().or_else(|| self.instances().get(service))
+    }
+    /// Make a new instance known (rendered by [`render::StackPlan::render_instance`]);
+    /// `start` starts it like any service.
+    fn add_instance(&self, template: &str, plan: render::ServicePlan) -> Result<(), StackError> {
+        if self.service_plan(&plan.name).is_some() {
+            return Err(StackError::Io(std::io::Error::other(format!(
+                "a service or instance named `{}` exists already",
+                plan.name
+            ))));
+        }
+        self.instances().add(template, plan);
+        Ok(())
+    }
     /// Loopback address of a named port of a service.
     fn endpoint(&self, service: &str, port: &str) -> Option<SocketAddr> {
-        self.plan().service(service)?.addr(port)
+        self.service_plan(service)?.addr(port)
     }
     /// PID of the service's main process while it runs.
     fn pid(&self, service: &str) -> Option<u32>;
@@ -138,22 +199,20 @@ pub trait Backend: Send + Sync {
     async fn kill(&self, service: &str) -> Result<Option<ExitInfo>, StackError>;
     /// The last lines of the service's output.
     fn log_tail(&self, service: &str, lines: usize) -> String {
-        self.plan()
-            .service(service)
+        self.service_plan(service)
             .map(|s| process::tail_of_file(&s.log, lines))
             .unwrap_or_default()
     }
     /// Path of the service's log (every backend writes the service's output there).
     fn log_path(&self, service: &str) -> Option<PathBuf> {
-        self.plan().service(service).map(|s| s.log.clone())
+        self.service_plan(service).map(|s| s.log.clone())
     }
     /// Write a file the service reads: a name in its folder, or a path inside
     /// its container that a mount maps to the run folder. Both backends see
     /// the run folder itself (a container has it bind-mounted).
     async fn put_file(&self, service: &str, name: &str, contents: &[u8]) -> Result<(), StackError> {
         let svc = self
-            .plan()
-            .service(service)
+            .service_plan(service)
             .ok_or_else(|| StackError::UnknownService(service.to_string()))?;
         tokio::fs::write(svc.host_path(name), contents).await?;
         Ok(())

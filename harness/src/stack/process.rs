@@ -37,6 +37,7 @@ pub struct ProcessBackend {
     run_id: String,
     recorder: Arc<Recorder>,
     running: Mutex<HashMap<String, Running>>,
+    instances: super::Instances,
     keep: AtomicBool,
 }
 
@@ -49,12 +50,13 @@ impl ProcessBackend {
             run_id: run_id.to_string(),
             recorder,
             running: Mutex::new(HashMap::new()),
+            instances: super::Instances::default(),
             keep: AtomicBool::new(false),
         }
     }
 
-    fn service(&self, name: &str) -> Result<&ServicePlan, StackError> {
-        self.plan.service(name).ok_or_else(|| StackError::UnknownService(name.to_string()))
+    fn service(&self, name: &str) -> Result<ServicePlan, StackError> {
+        self.service_plan(name).ok_or_else(|| StackError::UnknownService(name.to_string()))
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, Running>> {
@@ -79,7 +81,11 @@ impl ProcessBackend {
         let not_found = || StackError::ProgramNotFound {
             service: svc.name.clone(),
             program: program.clone(),
-            hint: self.install_hints.get(&svc.name).cloned().flatten(),
+            hint: self
+                .install_hints
+                .get(&self.instances.template_of(&svc.name))
+                .cloned()
+                .flatten(),
         };
         if program.contains('/') {
             let p = PathBuf::from(program);
@@ -119,7 +125,7 @@ pub fn tail_of_file(path: &Path, lines: usize) -> String {
 impl Backend for ProcessBackend {
     async fn start(&self, service: &str, overrides: &EnvOverrides) -> Result<u32, StackError> {
         let svc = self.service(service)?;
-        let program = self.resolve(svc)?;
+        let program = self.resolve(&svc)?;
         let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&svc.log)?;
         writeln!(
             log,
@@ -182,11 +188,19 @@ impl Backend for ProcessBackend {
         let svc = self.service(service)?;
         let log_from = self.running().get(service).map_or(0, |r| r.log_from);
         let exited = || self.current(service).and_then(|(_, exit)| *exit.borrow());
-        super::ready::wait_until_ready(svc, deadline, log_from, &exited, &self.recorder).await
+        super::ready::wait_until_ready(&svc, deadline, log_from, &exited, &self.recorder).await
     }
 
     fn plan(&self) -> &StackPlan {
         &self.plan
+    }
+
+    fn instances(&self) -> &super::Instances {
+        &self.instances
+    }
+
+    fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     fn pid(&self, service: &str) -> Option<u32> {
@@ -230,7 +244,11 @@ impl Backend for ProcessBackend {
         let Some(pid) = self.alive_pid(service) else {
             return Ok(self.current(service).and_then(|(_, e)| *e.borrow()));
         };
-        let graceful = self.stop_signals.get(service).copied().unwrap_or(Signal::SIGTERM);
+        let graceful = self
+            .stop_signals
+            .get(&self.instances.template_of(service))
+            .copied()
+            .unwrap_or(Signal::SIGTERM);
         let _ = kill(Pid::from_raw(pid as i32), graceful);
         // A stopped process never handles TERM: let it run so it can.
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
@@ -290,10 +308,15 @@ impl Backend for ProcessBackend {
 
     async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let mut report = ShutdownReport::default();
-        for svc in self.plan.services.iter().rev() {
-            if self.alive_pid(&svc.name).is_some() {
-                let _ = self.stop(&svc.name, grace).await;
-                report.stopped.push(svc.name.clone());
+        let names = self
+            .instances
+            .names_newest_first()
+            .into_iter()
+            .chain(self.plan.services.iter().rev().map(|s| s.name.clone()));
+        for name in names {
+            if self.alive_pid(&name).is_some() {
+                let _ = self.stop(&name, grace).await;
+                report.stopped.push(name);
             }
         }
         for p in reaper::kill_run(&self.run_id) {

@@ -277,7 +277,6 @@ impl StackPlan {
             },
             certs,
         };
-        let env = strict_env();
         if let Some(compose) = &manifest.stack.compose
             && placement == Placement::LocalProcesses
         {
@@ -288,65 +287,150 @@ impl StackPlan {
         }
         for s in &manifest.services {
             let dir = run_dir.join(&s.name);
-            std::fs::create_dir_all(&dir).map_err(|source| RenderError::Io { path: dir.clone(), source })?;
             let ctx = plan.context_for(&dir);
-            let what = |field: &str| format!("services.{}.{field}", s.name);
-            let argv = s
-                .command
-                .iter()
-                .map(|a| render_str(&env, a, &ctx, &what("command")))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut rendered_env = BTreeMap::new();
-            for (k, v) in &s.env {
-                rendered_env.insert(k.clone(), render_str(&env, v, &ctx, &what(&format!("env.{k}")))?);
-            }
-            for (dest, template) in &s.files {
-                plan.render_file(&s.name, template, &dir.join(dest), &BTreeMap::new())?;
-            }
-            if let Some(reload) = s.config.as_ref().and_then(|c| c.reload.as_ref()) {
-                plan.render_file(
-                    &s.name,
-                    &manifest.dir.join(&reload.template),
-                    &dir.join(&reload.file),
-                    &BTreeMap::new(),
-                )?;
-            }
-            let ports = plan.context.ports[&s.name].clone();
-            let mut container_ports = ports.clone();
-            let mut mounts = Vec::new();
-            if let Some(c) = &s.compose {
-                for (i, name) in s.ports.iter().enumerate() {
-                    let Some(target) = c.ports.get(i) else {
-                        return Err(RenderError::Compose(format!(
-                            "services.{}.ports: `{name}` is port {} of the service, but its compose service lists {} port(s) \
-                             (`ports:`/`expose:`); the manifest names them in that order",
-                            s.name,
-                            i + 1,
-                            c.ports.len()
-                        )));
-                    };
-                    container_ports.insert(name.clone(), *target);
-                }
-                for (k, v) in &c.environment {
-                    rendered_env.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-                mounts = compose_mounts(&s.name, c, &dir)?;
-            }
-            plan.services.push(ServicePlan {
-                name: s.name.clone(),
-                role: s.role,
-                argv,
-                env: rendered_env,
-                log: dir.join("service.log"),
-                dir,
-                ports,
-                ready: s.ready.clone(),
-                container_ports,
-                compose: s.compose.clone(),
-                mounts,
-            });
+            let service = plan.build_service(manifest, s, &s.name, &ctx, None, &BTreeMap::new())?;
+            plan.services.push(service);
         }
         Ok(plan)
+    }
+
+    /// One service's plan: its command, environment and files rendered with
+    /// `ctx`, in `ctx.service_dir`. A mid-run instance passes its own name and
+    /// a context where the template's ports and host are the instance's.
+    fn build_service(
+        &self,
+        manifest: &Manifest,
+        s: &crate::manifest::Service,
+        name: &str,
+        ctx: &RenderContext,
+        command: Option<&[String]>,
+        extra_env: &BTreeMap<String, String>,
+    ) -> Result<ServicePlan, RenderError> {
+        let env = strict_env();
+        let dir = PathBuf::from(&ctx.service_dir);
+        std::fs::create_dir_all(&dir).map_err(|source| RenderError::Io { path: dir.clone(), source })?;
+        let what = |field: &str| format!("services.{}.{field}", s.name);
+        let argv = match command {
+            Some(argv) => argv.to_vec(),
+            None => s
+                .command
+                .iter()
+                .map(|a| render_str(&env, a, ctx, &what("command")))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let mut rendered_env = BTreeMap::new();
+        for (k, v) in &s.env {
+            rendered_env.insert(k.clone(), render_str(&env, v, ctx, &what(&format!("env.{k}")))?);
+        }
+        rendered_env.extend(extra_env.clone());
+        for (dest, template) in &s.files {
+            render_file_in(ctx, template, &dir.join(dest), &BTreeMap::new())?;
+        }
+        if let Some(reload) = s.config.as_ref().and_then(|c| c.reload.as_ref()) {
+            render_file_in(ctx, &manifest.dir.join(&reload.template), &dir.join(&reload.file), &BTreeMap::new())?;
+        }
+        let ports = ctx.ports[&s.name].clone();
+        let mut container_ports = ports.clone();
+        let mut mounts = Vec::new();
+        if let Some(c) = &s.compose {
+            for (i, port_name) in s.ports.iter().enumerate() {
+                let Some(target) = c.ports.get(i) else {
+                    return Err(RenderError::Compose(format!(
+                        "services.{}.ports: `{port_name}` is port {} of the service, but its compose service lists {} port(s) \
+                         (`ports:`/`expose:`); the manifest names them in that order",
+                        s.name,
+                        i + 1,
+                        c.ports.len()
+                    )));
+                };
+                container_ports.insert(port_name.clone(), *target);
+            }
+            for (k, v) in &c.environment {
+                rendered_env.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            mounts = compose_mounts(name, c, &dir)?;
+        }
+        Ok(ServicePlan {
+            name: name.to_string(),
+            role: s.role,
+            argv,
+            env: rendered_env,
+            log: dir.join("service.log"),
+            dir,
+            ports,
+            ready: s.ready.clone(),
+            container_ports,
+            compose: s.compose.clone(),
+            mounts,
+        })
+    }
+
+    /// A new instance of manifest service `template`, started mid-run (a
+    /// release's instance): ports picked now, files rendered into its own
+    /// folder, where `{{ ports.<template> }}` and `{{ hosts.<template> }}`
+    /// name the instance's own.
+    pub fn render_instance(
+        &self,
+        manifest: &Manifest,
+        template: &str,
+        name: &str,
+        command: Option<&[String]>,
+        extra_env: &BTreeMap<String, String>,
+    ) -> Result<ServicePlan, RenderError> {
+        let Some(s) = manifest.services.iter().find(|s| s.name == template) else {
+            return Err(RenderError::Template {
+                what: format!("instance {name}"),
+                message: format!("the manifest has no service `{template}` to start an instance of"),
+            });
+        };
+        let taken: std::collections::BTreeSet<u16> =
+            self.context.ports.values().flat_map(|p| p.values().copied()).collect();
+        let mut picker = PortPicker::new();
+        let mut ports = BTreeMap::new();
+        for p in &s.ports {
+            let mut port = picker.pick()?;
+            while taken.contains(&port) {
+                port = picker.pick()?;
+            }
+            ports.insert(p.clone(), port);
+        }
+        drop(picker);
+        let mut ctx = self.context_for(&self.run_dir.join(name));
+        ctx.ports.insert(template.to_string(), ports.clone());
+        ctx.ports.insert(name.to_string(), ports);
+        let host = match self.placement {
+            Placement::LocalProcesses => "127.0.0.1".to_string(),
+            Placement::Containers => name.to_string(),
+        };
+        ctx.hosts.insert(template.to_string(), host.clone());
+        ctx.hosts.insert(name.to_string(), host);
+        self.build_service(manifest, s, name, &ctx, command, extra_env)
+    }
+
+    /// What other services reach a service at (`{{ hosts.<name> }}`).
+    pub fn host_of(&self, name: &str) -> String {
+        match self.placement {
+            Placement::LocalProcesses => "127.0.0.1".to_string(),
+            Placement::Containers => name.to_string(),
+        }
+    }
+
+    /// Render a value with the run's context and extra variables (a deploy
+    /// command's `{{ version }}`), with `service_dir` set to `dir`.
+    pub fn render_with(&self, dir: &Path, value: &str, extra: &BTreeMap<String, String>, what: &str) -> Result<String, RenderError> {
+        let ctx = self.context_for(dir);
+        let mut value_ctx = serde_json::to_value(&ctx).unwrap_or_default();
+        if let Some(map) = value_ctx.as_object_mut() {
+            for (k, v) in extra {
+                map.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+        strict_env()
+            .render_str(value, value_ctx)
+            .map_err(|e| RenderError::Template {
+                what: what.to_string(),
+                message: describe_template_error(&e),
+            })
     }
 
     fn context_for(&self, service_dir: &Path) -> RenderContext {
@@ -364,18 +448,8 @@ impl StackPlan {
         dest: &Path,
         setting_overrides: &BTreeMap<String, String>,
     ) -> Result<(), RenderError> {
-        let source = std::fs::read_to_string(template).map_err(|source| RenderError::Io {
-            path: template.to_path_buf(),
-            source,
-        })?;
-        let dir = self.run_dir.join(service);
-        let mut ctx = self.context_for(&dir);
-        ctx.settings.extend(setting_overrides.clone());
-        let text = render_str(&strict_env(), &source, &ctx, &template.display().to_string())?;
-        std::fs::write(dest, text).map_err(|source| RenderError::Io {
-            path: dest.to_path_buf(),
-            source,
-        })
+        let ctx = self.context_for(&self.run_dir.join(service));
+        render_file_in(&ctx, template, dest, setting_overrides)
     }
 
     pub fn service(&self, name: &str) -> Option<&ServicePlan> {
@@ -391,6 +465,25 @@ impl StackPlan {
         let ctx = self.context_for(&self.run_dir.join(service));
         render_str(&strict_env(), value, &ctx, value)
     }
+}
+
+fn render_file_in(
+    ctx: &RenderContext,
+    template: &Path,
+    dest: &Path,
+    setting_overrides: &BTreeMap<String, String>,
+) -> Result<(), RenderError> {
+    let source = std::fs::read_to_string(template).map_err(|source| RenderError::Io {
+        path: template.to_path_buf(),
+        source,
+    })?;
+    let mut ctx = ctx.clone();
+    ctx.settings.extend(setting_overrides.clone());
+    let text = render_str(&strict_env(), &source, &ctx, &template.display().to_string())?;
+    std::fs::write(dest, text).map_err(|source| RenderError::Io {
+        path: dest.to_path_buf(),
+        source,
+    })
 }
 
 /// A compose service's bind mounts: a single file is copied into the
