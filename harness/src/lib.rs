@@ -3,8 +3,8 @@
 //! what it recorded.
 
 pub mod check;
-pub mod deploy;
 pub mod cli;
+pub mod deploy;
 pub mod doctor;
 pub mod history;
 pub mod images;

@@ -657,7 +657,10 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
             Some(v) if !needs_version => errors.push(err(
                 header.clone(),
                 &field("version"),
-                format!("only `deploy` and `canary` take a version, not `{}` ({v})", action_name(spec.action)),
+                format!(
+                    "only `deploy` and `canary` take a version, not `{}` ({v})",
+                    action_name(spec.action)
+                ),
             )),
             Some(v) if !crate::deploy::api::valid_instance_name(v) => errors.push(err(
                 header.clone(),

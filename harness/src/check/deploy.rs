@@ -152,10 +152,7 @@ fn plateaus(series: &[(Micros, f64, u32)]) -> Vec<Plateau> {
                 p.share = (p.share * p.windows as f64 + s) / (p.windows + 1) as f64;
                 p.windows += 1;
             }
-            _ => out.push(Plateau {
-                windows: 1,
-                share: s,
-            }),
+            _ => out.push(Plateau { windows: 1, share: s }),
         }
     }
     out
@@ -170,7 +167,10 @@ fn describe_plateaus(ps: &[Plateau]) -> String {
 
 /// Plateaus strictly between none and all, lasting at least two windows.
 fn intermediate(ps: &[Plateau]) -> Vec<Plateau> {
-    ps.iter().copied().filter(|p| p.windows >= 2 && p.share > 0.005 && p.share < 0.97).collect()
+    ps.iter()
+        .copied()
+        .filter(|p| p.windows >= 2 && p.share > 0.005 && p.share < 0.97)
+        .collect()
 }
 
 fn pct(x: f64) -> String {
@@ -207,7 +207,12 @@ pub fn bg_zero(input: &CheckInput<'_>) -> Verdict {
     for s in switches {
         let (from, to) = moved(h, s);
         let (Some(from), Some((to, to_share, answers))) = (from, to) else {
-            return Verdict::new(ID, Outcome::Inconclusive, "no answers with a version header around the switch", expected);
+            return Verdict::new(
+                ID,
+                Outcome::Inconclusive,
+                "no answers with a version header around the switch",
+                expected,
+            );
         };
         // A switch to a broken build fails requests by design; BG-BACK judges the way back.
         if is_bad_build(&all, &to) || is_bad_build(&all, &from) {
@@ -220,7 +225,10 @@ pub fn bg_zero(input: &CheckInput<'_>) -> Verdict {
             return Verdict::new(
                 ID,
                 Outcome::Fail,
-                format!("the switch had no effect: {from} still answered {} of {answers} requests after it", pct(to_share)),
+                format!(
+                    "the switch had no effect: {from} still answered {} of {answers} requests after it",
+                    pct(to_share)
+                ),
                 expected,
             );
         }
@@ -324,7 +332,7 @@ pub fn bg_back(input: &CheckInput<'_>) -> Verdict {
     });
     let Some((s, bad, good)) = back else {
         // A switch back that restored nothing looks like no switch back: say so.
-        if let Some(pair) = switches.windows(2).next() {
+        if let Some(pair) = switches.windows(2).last() {
             let (from1, to1) = moved(h, pair[0]);
             let (_, to2) = moved(h, pair[1]);
             if let (Some(from1), Some(to1), Some(to2)) = (from1, to1, to2) {
@@ -352,7 +360,12 @@ pub fn bg_back(input: &CheckInput<'_>) -> Verdict {
         .find(|(_, share, _)| *share >= 0.99)
         .map(|(t, _, _)| t + WINDOW);
     let Some(restored_at) = restored_at else {
-        return Verdict::new(ID, Outcome::Fail, format!("{good} never answered everything again after the switch back"), expected);
+        return Verdict::new(
+            ID,
+            Outcome::Fail,
+            format!("{good} never answered everything again after the switch back"),
+            expected,
+        );
     };
     let took = restored_at.saturating_sub(s.fault.injected_at);
     // The broken build's own errors are what the switch back ends; others are not allowed.
@@ -361,12 +374,19 @@ pub fn bg_back(input: &CheckInput<'_>) -> Verdict {
         .into_iter()
         .filter(|r| h.version_name(r.version) != bad)
         .collect();
-    let label = if is_bad_build(&all, &bad) { format!("{bad} (defective build)") } else { bad.clone() };
+    let label = if is_bad_build(&all, &bad) {
+        format!("{bad} (defective build)")
+    } else {
+        bad.clone()
+    };
     if let Some(first) = others.first() {
         return Verdict::new(
             ID,
             Outcome::Fail,
-            format!("switching back from {label} to {good}: {} requests failed that {bad} did not serve", others.len()),
+            format!(
+                "switching back from {label} to {good}: {} requests failed that {bad} did not serve",
+                others.len()
+            ),
             expected,
         )
         .with_evidence(format!(
@@ -380,7 +400,10 @@ pub fn bg_back(input: &CheckInput<'_>) -> Verdict {
         return Verdict::new(
             ID,
             Outcome::Fail,
-            format!("{good} answered everything again only {} ms after the switch back began", took / 1000),
+            format!(
+                "{good} answered everything again only {} ms after the switch back began",
+                took / 1000
+            ),
             expected,
         )
         .with_reading("\"within seconds\": within 10 s of the switch back");
@@ -416,7 +439,11 @@ pub fn cn_small(input: &CheckInput<'_>) -> Verdict {
     let Some(s) = all.iter().find(|s| s.obs.step == "canary") else {
         return no_step(ID, h, "canary", "a canary's first step gets a small share");
     };
-    let limit = if s.obs.first_step_max_percent > 0.0 { s.obs.first_step_max_percent } else { 10.0 };
+    let limit = if s.obs.first_step_max_percent > 0.0 {
+        s.obs.first_step_max_percent
+    } else {
+        10.0
+    };
     let expected = format!("the canary's first step gets at most {limit:.0} % of traffic");
     let version = s.obs.version.clone().unwrap_or_default();
     let Some((t0, first, n)) = first_step(h, &version, s) else {
@@ -466,7 +493,10 @@ pub fn cn_widen(input: &CheckInput<'_>) -> Verdict {
         return Verdict::new(
             ID,
             Outcome::Fail,
-            format!("after the canary finished, {version} answered {} of {answers} requests, not 100 %", pct(after)),
+            format!(
+                "after the canary finished, {version} answered {} of {answers} requests, not 100 %",
+                pct(after)
+            ),
             expected,
         )
         .with_evidence(format!("share: {described}"));
@@ -475,7 +505,10 @@ pub fn cn_widen(input: &CheckInput<'_>) -> Verdict {
         return Verdict::new(
             ID,
             Outcome::Fail,
-            format!("{version} reached 100 % through {} step(s), not several: {described}", steps_seen.len()),
+            format!(
+                "{version} reached 100 % through {} step(s), not several: {described}",
+                steps_seen.len()
+            ),
             expected,
         );
     }
@@ -530,12 +563,7 @@ struct BadCanary {
 }
 
 /// Judge every defective canary of the scenario with `judge`; the worst verdict leads, a pass names them all.
-fn each_bad_canary(
-    id: &str,
-    h: &History,
-    expected: &str,
-    judge: impl Fn(&Step<'_>, &BadCanary) -> Verdict,
-) -> Verdict {
+fn each_bad_canary(id: &str, h: &History, expected: &str, judge: impl Fn(&Step<'_>, &BadCanary) -> Verdict) -> Verdict {
     let all = steps(h);
     let bad: Vec<&Step> = all.iter().filter(|s| s.obs.step == "canary" && s.obs.variant.is_some()).collect();
     if bad.is_empty() {
@@ -699,7 +727,10 @@ fn abort_one(h: &History, s: &Step<'_>, c: &BadCanary) -> Verdict {
     Verdict::new(
         ID,
         Outcome::Pass,
-        format!("{figures}; then {stable_version} answered {} of {total} requests", pct(stable_share)),
+        format!(
+            "{figures}; then {stable_version} answered {} of {total} requests",
+            pct(stable_share)
+        ),
         expected,
     )
     .with_evidence(format!("share: {}", c.timeline))
@@ -741,26 +772,78 @@ pub fn rb_one(input: &CheckInput<'_>) -> Verdict {
     let expected = "one declared command restores the previous version, failing no request";
     let h = input.history;
     let all = steps(h);
-    let Some(s) = all.iter().find(|s| s.obs.step == "rollback") else {
+    let rollbacks: Vec<&Step> = all.iter().filter(|s| s.obs.step == "rollback").collect();
+    if rollbacks.is_empty() {
         return no_step(ID, h, "rollback", expected);
-    };
+    }
     let chain = chain(h, &all);
-    let r = rolled(h, s);
-    let Some(before) = r.before else {
-        return Verdict::new(ID, Outcome::Inconclusive, "no answers with a version header before the rollback", expected);
+    // Rollbacks past the five most recent releases are RB-KEEP5's to judge.
+    let oldest_kept = chain.len().saturating_sub(5);
+    let mut verdicts = Vec::new();
+    for s in rollbacks {
+        let r = rolled(h, s);
+        let Some(before) = r.before else {
+            verdicts.push(Verdict::new(
+                ID,
+                Outcome::Inconclusive,
+                "no answers with a version header before the rollback",
+                expected,
+            ));
+            continue;
+        };
+        let Some(target) = chain.iter().position(|v| *v == before).and_then(|i| i.checked_sub(1)) else {
+            verdicts.push(Verdict::new(
+                ID,
+                Outcome::Inconclusive,
+                format!("{before} was live, but no release before it was deployed in this scenario"),
+                expected,
+            ));
+            continue;
+        };
+        if target < oldest_kept {
+            continue;
+        }
+        verdicts.push(rollback_one(h, s, &before, &chain[target], r.after));
+    }
+    let Some(first) = verdicts.first() else {
+        return Verdict::new(ID, Outcome::Inconclusive, "no rollback to a release among the five kept", expected);
     };
-    let Some(previous) = chain.iter().position(|v| *v == before).and_then(|i| i.checked_sub(1)).map(|i| chain[i].clone()) else {
+    let all_passed = verdicts.iter().all(|v| v.outcome == Outcome::Pass);
+    let summary = if all_passed {
+        format!(
+            "{}{}",
+            first.measured,
+            if verdicts.len() > 1 {
+                format!("; {} later rollback(s) likewise", verdicts.len() - 1)
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        String::new()
+    };
+    let mut v = verdicts
+        .into_iter()
+        .reduce(Verdict::merge)
+        .unwrap_or_else(|| unreachable!("not empty"));
+    if all_passed {
+        v.measured = summary;
+    }
+    v
+}
+
+fn rollback_one(h: &History, s: &Step<'_>, before: &str, previous: &str, after: Option<(String, f64, u32)>) -> Verdict {
+    const ID: &str = "RB-ONE";
+    let expected = "one declared command restores the previous version, failing no request";
+    if !s.succeeded() {
         return Verdict::new(
             ID,
-            Outcome::Inconclusive,
-            format!("{before} was live, but no release before it was deployed in this scenario"),
+            Outcome::Fail,
+            format!("the rollback from {before} failed: {}", s.describe_exit()),
             expected,
         );
-    };
-    if !s.succeeded() {
-        return Verdict::new(ID, Outcome::Fail, format!("the rollback from {before} failed: {}", s.describe_exit()), expected);
     }
-    let Some((after, after_share, answers)) = r.after else {
+    let Some((after, after_share, answers)) = after else {
         return Verdict::new(ID, Outcome::Inconclusive, "no answers after the rollback", expected);
     };
     if after != previous || after_share < 0.99 {
@@ -860,7 +943,10 @@ pub fn rb_keep5(input: &CheckInput<'_>) -> Verdict {
         return Verdict::new(
             ID,
             Outcome::Inconclusive,
-            format!("{} rollback(s) after the deployments; 4 reach the oldest kept release", rollbacks.len()),
+            format!(
+                "{} rollback(s) after the deployments; 4 reach the oldest kept release",
+                rollbacks.len()
+            ),
             expected,
         );
     }
@@ -875,10 +961,7 @@ pub fn rb_keep5(input: &CheckInput<'_>) -> Verdict {
                     return Verdict::new(
                         ID,
                         Outcome::Fail,
-                        format!(
-                            "rollback {} should have brought back {w} (kept); {after} answered after it",
-                            k + 1
-                        ),
+                        format!("rollback {} should have brought back {w} (kept); {after} answered after it", k + 1),
                         expected,
                     )
                     .with_evidence(s.describe_exit())
@@ -938,7 +1021,12 @@ pub fn rb_data(input: &CheckInput<'_>) -> Verdict {
     };
     let (ws, wv) = &rec.written;
     if !(200..300).contains(ws) {
-        return Verdict::new(ID, Outcome::Inconclusive, format!("the write before the rollback got {ws}"), expected);
+        return Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            format!("the write before the rollback got {ws}"),
+            expected,
+        );
     }
     let Some((rs, rv)) = rec.read_after.last() else {
         return Verdict::new(ID, Outcome::Inconclusive, "no read after the rollback", expected);
@@ -976,6 +1064,10 @@ mod tests {
         let ps = plateaus(&s);
         assert_eq!(ps.len(), 4, "{}", describe_plateaus(&ps));
         assert_eq!(intermediate(&ps).len(), 2);
-        assert!(describe_plateaus(&ps).starts_with("0 % for 0.5 s, 6 % for 1.0 s"), "{}", describe_plateaus(&ps));
+        assert!(
+            describe_plateaus(&ps).starts_with("0 % for 0.5 s, 6 % for 1.0 s"),
+            "{}",
+            describe_plateaus(&ps)
+        );
     }
 }

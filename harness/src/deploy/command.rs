@@ -32,7 +32,11 @@ pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
     std::fs::create_dir_all(spec.dir)?;
     let log = spec.dir.join("commands.log");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-    writeln!(file, "--- chaosgate: {} ---", shlex::try_join(spec.argv.iter().map(String::as_str)).unwrap_or_default())?;
+    writeln!(
+        file,
+        "--- chaosgate: {} ---",
+        shlex::try_join(spec.argv.iter().map(String::as_str)).unwrap_or_default()
+    )?;
     let log_from = file.metadata()?.len();
     let program = match crate::stack::process::find_on_path(program, spec.path_var) {
         Some(p) if !program.contains('/') => p,
@@ -43,7 +47,11 @@ pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
         .current_dir(spec.dir)
         .env_clear()
         .env("PATH", spec.path_var)
-        .envs(["HOME", "LANG", "TZ", "USER", "TMPDIR"].iter().filter_map(|v| std::env::var(v).ok().map(|x| (*v, x))))
+        .envs(
+            ["HOME", "LANG", "TZ", "USER", "TMPDIR"]
+                .iter()
+                .filter_map(|v| std::env::var(v).ok().map(|x| (*v, x))),
+        )
         .envs(spec.env)
         .env(RUN_TAG, spec.run_id)
         .env(SERVICE_TAG, COMMAND_TAG)

@@ -136,7 +136,9 @@ async fn run_command(
     mut env: BTreeMap<String, String>,
     observation: &mut ReleaseObservation,
 ) -> Result<i32, String> {
-    let mut api = ApiServer::start().await.map_err(|e| format!("cannot serve the platform API: {e}"))?;
+    let mut api = ApiServer::start()
+        .await
+        .map_err(|e| format!("cannot serve the platform API: {e}"))?;
     env.insert("CHAOSGATE_API".into(), api.url.clone());
     let spec = command::CommandSpec {
         argv,
@@ -161,7 +163,9 @@ async fn run_command(
     observation.output = command::output_since(&started.log, started.log_from, 4_000);
     match status {
         Some(status) => {
-            let code = status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
+            let code = status
+                .code()
+                .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
             observation.exit_code = Some(code);
             Ok(code)
         }
@@ -171,7 +175,10 @@ async fn run_command(
             }
             let _ = started.child.wait().await;
             observation.exit_code = None;
-            Err(format!("`{}` still ran after deploy.timeout_s = {} s: killed", argv[0], decl.timeout_s))
+            Err(format!(
+                "`{}` still ran after deploy.timeout_s = {} s: killed",
+                argv[0], decl.timeout_s
+            ))
         }
     }
 }
@@ -216,7 +223,10 @@ async fn serve(n: &Nemesis<'_>, call: Call) -> (Reply, String) {
         Call::Restart { service } => {
             let result = async {
                 n.backend.stop(&service, n.manifest.grace()).await.map_err(|e| e.to_string())?;
-                n.backend.start(&service, &EnvOverrides::default()).await.map_err(|e| e.to_string())?;
+                n.backend
+                    .start(&service, &EnvOverrides::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 n.backend.wait_ready(&service, ready_timeout).await.map_err(|e| e.to_string())
             }
             .await;

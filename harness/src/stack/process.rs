@@ -81,11 +81,7 @@ impl ProcessBackend {
         let not_found = || StackError::ProgramNotFound {
             service: svc.name.clone(),
             program: program.clone(),
-            hint: self
-                .install_hints
-                .get(&self.instances.template_of(&svc.name))
-                .cloned()
-                .flatten(),
+            hint: self.install_hints.get(&self.instances.template_of(&svc.name)).cloned().flatten(),
         };
         if program.contains('/') {
             let p = PathBuf::from(program);

@@ -383,8 +383,7 @@ impl StackPlan {
                 message: format!("the manifest has no service `{template}` to start an instance of"),
             });
         };
-        let taken: std::collections::BTreeSet<u16> =
-            self.context.ports.values().flat_map(|p| p.values().copied()).collect();
+        let taken: std::collections::BTreeSet<u16> = self.context.ports.values().flat_map(|p| p.values().copied()).collect();
         let mut picker = PortPicker::new();
         let mut ports = BTreeMap::new();
         for p in &s.ports {
@@ -425,12 +424,10 @@ impl StackPlan {
                 map.insert(k.clone(), serde_json::Value::String(v.clone()));
             }
         }
-        strict_env()
-            .render_str(value, value_ctx)
-            .map_err(|e| RenderError::Template {
-                what: what.to_string(),
-                message: describe_template_error(&e),
-            })
+        strict_env().render_str(value, value_ctx).map_err(|e| RenderError::Template {
+            what: what.to_string(),
+            message: describe_template_error(&e),
+        })
     }
 
     fn context_for(&self, service_dir: &Path) -> RenderContext {
