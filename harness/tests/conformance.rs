@@ -79,6 +79,10 @@ fn describe(result: &ScenarioResult) -> String {
 #[case::nx_tls_expiry("scenarios/tls-expiry.toml")]
 #[case::tls_renew_https("scenarios/tls-renew.toml")]
 #[case::nginx_stop("scenarios/nginx-stop.toml")]
+#[case::deploy_blue_green("scenarios/deploy-blue-green.toml")]
+#[case::deploy_canary("scenarios/deploy-canary.toml")]
+#[case::deploy_canary_bad("scenarios/deploy-canary-bad.toml")]
+#[case::deploy_rollback("scenarios/deploy-rollback.toml")]
 fn reference_stack_passes(#[case] scenario_file: &str) {
     let (result, _) = run("fixtures/stacks/reference", scenario_file);
     assert_eq!(result.error, None);
@@ -122,6 +126,9 @@ fn real_celery_worker_passes(#[case] scenario_file: &str) {
     &[("RD-AOF", Fail), ("RD-RDB", Pass), ("RD-MAXMEM", Fail), ("RD-AUTH", Pass), ("RD-RECOVER", Fail)]
 )]
 #[case::tls_renew("scenarios/tls-renew.toml", &[("TLS-EXPIRY", Fail)])]
+// No deployment interface at all: each section-4 ID fails, saying so.
+#[case::deploy_canary("scenarios/deploy-canary.toml", &[("CN-SMALL", Fail), ("CN-WIDEN", Fail)])]
+#[case::deploy_rollback("scenarios/deploy-rollback.toml", &[("RB-ONE", Fail), ("RB-KEEP5", Fail), ("RB-DATA", Fail)])]
 fn third_party_stack_matches_its_ground_truth(#[case] scenario_file: &str, #[case] truth: &[(&str, Outcome)]) {
     assert!(
         repo(".venv/bin/gunicorn").is_file(),
@@ -304,6 +311,30 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "no alerting rule named `CertificateExpiringSoon`"
 )]
 #[case::nginx_stop_fast("nginx-fast-stop", "scenarios/nginx-stop.toml", "GS-DRAIN", "SIGTERM with")]
+#[case::release_never_aborts_watch("release-never-aborts", "scenarios/deploy-canary-bad.toml", "CN-WATCH", "never taken out")]
+#[case::release_never_aborts_abort("release-never-aborts", "scenarios/deploy-canary-bad.toml", "CN-ABORT", "not taken out")]
+#[case::release_stops_old_first(
+    "release-stops-old-first",
+    "scenarios/deploy-blue-green.toml",
+    "BG-ZERO",
+    "requests failed during it"
+)]
+#[case::release_switch_at_once("release-switch-at-once", "scenarios/deploy-blue-green.toml", "BG-SHIFT", "with no step held")]
+#[case::release_keeps_3("release-keeps-3", "scenarios/deploy-rollback.toml", "RB-KEEP5", "lack v4, v3")]
+#[case::release_first_step_50("release-first-step-50", "scenarios/deploy-canary.toml", "CN-SMALL", "in the first second")]
+#[case::release_rollback_restarts_nginx(
+    "release-rollback-restarts-nginx",
+    "scenarios/deploy-rollback.toml",
+    "RB-ONE",
+    "requests failed during it"
+)]
+#[case::release_rollback_keeps_binary(
+    "release-rollback-keeps-binary",
+    "scenarios/deploy-rollback.toml",
+    "RB-ONE",
+    "expected v5 (the release before)"
+)]
+#[case::release_incompatible_data("release-incompatible-data", "scenarios/deploy-rollback.toml", "RB-DATA", ": 404")]
 fn mutant_fails_its_check(#[case] mutant: &str, #[case] scenario_file: &str, #[case] requirement: &str, #[case] measured: &str) {
     let (result, manifest) = run(&format!("fixtures/stacks/mutants/{mutant}"), scenario_file);
     let breaks = manifest.mutant.as_ref().map(|m| m.breaks.clone()).unwrap_or_default();

@@ -121,6 +121,9 @@ fn docker_lines(args: &[&str]) -> Vec<String> {
 #[case::nx_upstreams("scenarios/nginx-upstreams.toml")]
 #[case::tls_renew("scenarios/tls-renew.toml")]
 #[case::nginx_stop("scenarios/nginx-stop.toml")]
+// A release's instances are containers started mid-run through the platform API.
+#[case::deploy_blue_green("scenarios/deploy-blue-green.toml")]
+#[case::deploy_rollback("scenarios/deploy-rollback.toml")]
 fn reference_passes_on_docker(#[case] scenario_file: &str) {
     if !docker_tier_can_run(scenario_file) {
         return;

@@ -292,10 +292,10 @@ pub fn bg_shift(input: &CheckInput<'_>) -> Verdict {
     let (_, Some((to, _, _))) = moved(h, s) else {
         return Verdict::new(ID, Outcome::Inconclusive, "no answers after the switch", expected);
     };
-    let timeline = series(h, &to, s.fault.injected_at, s.ended() + 1_000_000);
+    let timeline = series(h, &to, s.fault.injected_at, s.ended() + 2_000_000);
     let ps = plateaus(&timeline);
     let steps_seen = intermediate(&ps);
-    let reached = ps.last().is_some_and(|p| p.share >= 0.97);
+    let reached = ps.last().is_some_and(|p| p.share >= 0.95);
     let described = describe_plateaus(&ps);
     if steps_seen.is_empty() || !reached {
         return Verdict::new(
