@@ -392,8 +392,8 @@ pub struct ReleaseObservation {
     pub ended_at: Option<Micros>,
     /// The end of its output.
     pub output: String,
-    /// Platform API calls it made, in order ("+812 ms start app-v2: ready in 240 ms").
-    pub calls: Vec<String>,
+    /// Platform API calls it made, in order.
+    pub calls: Vec<PlatformCall>,
     /// `releases`: the first word of each line it printed, newest first.
     pub releases: Vec<String>,
     /// `rollback` with `check_data`: the record written before and read after.
@@ -404,6 +404,21 @@ pub struct ReleaseObservation {
     /// CN-SMALL's reading: the largest first-step share (percent) the stack allows itself.
     #[serde(default)]
     pub first_step_max_percent: f64,
+}
+
+/// One platform API call a deployment command made, when it was answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PlatformCall {
+    pub at: Micros,
+    /// "start app-v2-1 (copy of app): ready in 240 ms", "signal nginx SIGHUP", ...
+    pub call: String,
+}
+
+impl PlatformCall {
+    /// Whether the call moved traffic: the proxy told to reload, or restarted.
+    pub fn moves_traffic(&self) -> bool {
+        self.call.starts_with("signal ") || self.call.starts_with("restart ")
+    }
 }
 
 /// RB-DATA's probe: a record written through the entry, read back after a rollback.

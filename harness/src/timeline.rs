@@ -29,6 +29,37 @@ pub struct Timeline {
     /// The state of each alert the stack declares, as its monitoring reported it.
     #[serde(default)]
     pub alerts: Vec<AlertStates>,
+    /// Moments a deployment step moved traffic (the proxy reloaded or
+    /// restarted by the stack's controller), and a bad canary's abort.
+    #[serde(default)]
+    pub marks: Vec<Mark>,
+}
+
+/// A moment drawn across the version-share chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub at: Micros,
+    /// "step" (traffic moved) or "abort" (the move that ended an aborted canary).
+    pub label: String,
+}
+
+fn release_marks(h: &History) -> Vec<Mark> {
+    let mut marks = Vec::new();
+    for f in &h.faults {
+        let crate::history::FaultDetail::Release(obs) = &f.detail else {
+            continue;
+        };
+        let moves: Vec<&crate::history::PlatformCall> = obs.calls.iter().filter(|c| c.moves_traffic()).collect();
+        let aborted = obs.step == "canary" && obs.exit_code != Some(0);
+        for (i, c) in moves.iter().enumerate() {
+            let last = i + 1 == moves.len();
+            marks.push(Mark {
+                at: c.at,
+                label: if aborted && last { "abort".into() } else { "step".into() },
+            });
+        }
+    }
+    marks
 }
 
 /// One declared alert over time: 1 firing, 0.5 pending, 0 inactive; `None`
@@ -208,6 +239,7 @@ pub fn timeline(history: &History, bucket_ms: u64) -> Timeline {
         windows: fault_windows(history, end),
         events: history.events.iter().map(timeline_event).collect(),
         alerts: alert_states(history),
+        marks: release_marks(history),
     }
 }
 

@@ -19,8 +19,29 @@ fn repo(path: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
 }
 
+/// Results by (stack, scenario): two cases that judge one run share it.
+static RUNS: Mutex<Vec<((String, String), String)>> = Mutex::new(Vec::new());
+
 fn run(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::Manifest) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (stack.to_string(), scenario_file.to_string());
+    let cached = RUNS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, r)| r.clone());
+    if let Some(json) = cached {
+        let manifest = manifest::load(&repo(stack)).unwrap_or_else(|e| panic!("{e}"));
+        return (serde_json::from_str(&json).expect("a result read back"), manifest);
+    }
+    let (result, manifest) = run_uncached(stack, scenario_file);
+    let json = serde_json::to_string(&result).expect("a result as JSON");
+    RUNS.lock().unwrap_or_else(|p| p.into_inner()).push((key, json));
+    (result, manifest)
+}
+
+fn run_uncached(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::Manifest) {
     let manifest = manifest::load(&repo(stack)).unwrap_or_else(|e| panic!("{e}"));
     // The reference's build (refstack), whichever stack runs first.
     BUILD.call_once(|| {
@@ -83,6 +104,7 @@ fn describe(result: &ScenarioResult) -> String {
 #[case::deploy_canary("scenarios/deploy-canary.toml")]
 #[case::deploy_canary_bad("scenarios/deploy-canary-bad.toml")]
 #[case::deploy_rollback("scenarios/deploy-rollback.toml")]
+#[case::deploy_keep5("scenarios/deploy-keep5.toml")]
 fn reference_stack_passes(#[case] scenario_file: &str) {
     let (result, _) = run("fixtures/stacks/reference", scenario_file);
     assert_eq!(result.error, None);
@@ -128,7 +150,7 @@ fn real_celery_worker_passes(#[case] scenario_file: &str) {
 #[case::tls_renew("scenarios/tls-renew.toml", &[("TLS-EXPIRY", Fail)])]
 // No deployment interface at all: each section-4 ID fails, saying so.
 #[case::deploy_canary("scenarios/deploy-canary.toml", &[("CN-SMALL", Fail), ("CN-WIDEN", Fail)])]
-#[case::deploy_rollback("scenarios/deploy-rollback.toml", &[("RB-ONE", Fail), ("RB-KEEP5", Fail), ("RB-DATA", Fail)])]
+#[case::deploy_rollback("scenarios/deploy-rollback.toml", &[("RB-ONE", Fail), ("RB-DATA", Fail)])]
 fn third_party_stack_matches_its_ground_truth(#[case] scenario_file: &str, #[case] truth: &[(&str, Outcome)]) {
     assert!(
         repo(".venv/bin/gunicorn").is_file(),
@@ -320,8 +342,10 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "requests failed during it"
 )]
 #[case::release_switch_at_once("release-switch-at-once", "scenarios/deploy-blue-green.toml", "BG-SHIFT", "with no step held")]
-#[case::release_keeps_3("release-keeps-3", "scenarios/deploy-rollback.toml", "RB-KEEP5", "lack v4, v3")]
+#[case::release_keeps_3("release-keeps-3", "scenarios/deploy-keep5.toml", "RB-KEEP5", "lack v4, v3")]
 #[case::release_first_step_50("release-first-step-50", "scenarios/deploy-canary.toml", "CN-SMALL", "in the first second")]
+#[case::release_first_step_50_widen("release-first-step-50", "scenarios/deploy-canary.toml", "CN-WIDEN", "not several")]
+#[case::release_aborts_healthy("release-aborts-healthy", "scenarios/deploy-canary.toml", "CN-WIDEN", "was not promoted")]
 #[case::release_rollback_restarts_nginx(
     "release-rollback-restarts-nginx",
     "scenarios/deploy-rollback.toml",
@@ -332,7 +356,7 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "release-rollback-keeps-binary",
     "scenarios/deploy-rollback.toml",
     "RB-ONE",
-    "expected v5 (the release before)"
+    "expected v2 (the release before)"
 )]
 #[case::release_incompatible_data("release-incompatible-data", "scenarios/deploy-rollback.toml", "RB-DATA", ": 404")]
 fn mutant_fails_its_check(#[case] mutant: &str, #[case] scenario_file: &str, #[case] requirement: &str, #[case] measured: &str) {

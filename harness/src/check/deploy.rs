@@ -72,7 +72,7 @@ fn failed(r: &RequestRecord) -> bool {
 }
 
 /// Answers carrying a version, by version, among requests started in [from, to).
-fn tally<'h>(h: &'h History, from: Micros, to: Micros) -> BTreeMap<&'h str, u32> {
+fn tally(h: &History, from: Micros, to: Micros) -> BTreeMap<&str, u32> {
     let mut counts = BTreeMap::new();
     for r in h.requests_between(from, to).filter(|r| r.version != 0) {
         *counts.entry(h.version_name(r.version)).or_insert(0) += 1;
@@ -165,12 +165,13 @@ fn describe_plateaus(ps: &[Plateau]) -> String {
         .join(", ")
 }
 
-/// Plateaus strictly between none and all, lasting at least two windows.
+/// Plateaus strictly between none and all: those held for two windows or
+/// more, or, on a ramp too quick for that, every one of them when there are
+/// at least two (one window in between is only the moment of an all-at-once switch).
 fn intermediate(ps: &[Plateau]) -> Vec<Plateau> {
-    ps.iter()
-        .copied()
-        .filter(|p| p.windows >= 2 && p.share > 0.005 && p.share < 0.97)
-        .collect()
+    let between: Vec<Plateau> = ps.iter().copied().filter(|p| p.share > 0.005 && p.share < 0.97).collect();
+    let held: Vec<Plateau> = between.iter().copied().filter(|p| p.windows >= 2).collect();
+    if held.is_empty() && between.len() >= 2 { between } else { held }
 }
 
 fn pct(x: f64) -> String {
@@ -1050,6 +1051,179 @@ pub fn rb_data(input: &CheckInput<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::TransportError;
+    use crate::scenario::Settings;
+
+    /// Steady load: a request every 5 ms from `from` to `to`, answered by
+    /// `version_at(t)` (a version index; 0 = no answer, a reset).
+    fn load(h: &mut History, from: Micros, to: Micros, mut version_at: impl FnMut(Micros) -> (u16, u16)) {
+        let mut t = from;
+        while t < to {
+            let (version, status) = version_at(t);
+            h.requests.push(RequestRecord {
+                start: t,
+                end: t + 2_000,
+                status,
+                route: 0,
+                version,
+                error: if status == 0 { TransportError::Reset } else { TransportError::None },
+                bytes: 10,
+            });
+            t += 5_000;
+        }
+    }
+
+    fn step(index: usize, step: &str, version: Option<&str>, variant: Option<&str>, at: Micros, ended: Micros, exit: i32) -> FaultRecord {
+        FaultRecord {
+            index,
+            label: step.into(),
+            service: "app".into(),
+            injected_at: at,
+            healed_at: Some(ended),
+            landed: true,
+            proof: String::new(),
+            detail: FaultDetail::Release(ReleaseObservation {
+                step: step.into(),
+                version: version.map(str::to_string),
+                variant: variant.map(str::to_string),
+                exit_code: Some(exit),
+                ended_at: Some(ended),
+                switching: "gradual".into(),
+                first_step_max_percent: 10.0,
+                ..ReleaseObservation::default()
+            }),
+        }
+    }
+
+    fn judge(h: &History, f: fn(&CheckInput<'_>) -> Verdict) -> Verdict {
+        let settings = Settings::default();
+        f(&CheckInput {
+            history: h,
+            settings: &settings,
+            probed_service: "app",
+            dependency_services: vec![],
+            roles: Default::default(),
+        })
+    }
+
+    fn versions() -> History {
+        History {
+            versions: vec![String::new(), "v1".into(), "v2".into()],
+            ..History::default()
+        }
+    }
+
+    /// v1 until 2 s, a switch from 2 s to 4 s moving 25 % per half second, v2 after.
+    fn gradual(t: Micros) -> u16 {
+        if t < 2_000_000 {
+            return 1;
+        }
+        if t >= 4_000_000 {
+            return 2;
+        }
+        let quarter = (t - 2_000_000) / 500_000 + 1;
+        // Deterministic interleave: quarter/4 of requests go to v2.
+        if (t / 5_000) % 4 < quarter { 2 } else { 1 }
+    }
+
+    fn switch_history(fail_at: Option<Micros>) -> History {
+        let mut h = versions();
+        h.faults.push(step(0, "deploy", Some("v2"), None, 1_000_000, 1_050_000, 0));
+        h.faults.push(step(1, "switch", None, None, 2_000_000, 4_000_000, 0));
+        load(&mut h, 0, 7_000_000, |t| match fail_at {
+            Some(f) if t == f => (0, 0),
+            _ => (gradual(t), 200),
+        });
+        h
+    }
+
+    #[test]
+    fn a_clean_gradual_switch_passes_zero_and_shift() {
+        let h = switch_history(None);
+        let v = judge(&h, bg_zero);
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.measured);
+        assert!(v.measured.contains("v1 → v2"), "{}", v.measured);
+        let v = judge(&h, bg_shift);
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.measured);
+    }
+
+    #[test]
+    fn one_reset_during_the_switch_fails_zero() {
+        let v = judge(&switch_history(Some(3_000_000)), bg_zero);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert!(v.measured.contains("1 of"), "{}", v.measured);
+    }
+
+    #[test]
+    fn a_switch_that_moves_nothing_fails_and_all_at_once_skips_shift() {
+        let mut h = versions();
+        h.faults.push(step(0, "deploy", Some("v2"), None, 1_000_000, 1_050_000, 0));
+        h.faults.push(step(1, "switch", None, None, 2_000_000, 2_010_000, 0));
+        load(&mut h, 0, 5_000_000, |_| (1, 200));
+        let v = judge(&h, bg_zero);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert!(v.measured.contains("no effect"), "{}", v.measured);
+        if let FaultDetail::Release(o) = &mut h.faults[1].detail {
+            o.switching = "all-at-once".into();
+        }
+        assert_eq!(judge(&h, bg_shift).outcome, Outcome::Skipped, "declared all-at-once (finding 3)");
+    }
+
+    /// A canary of v2 with 30 % errors at 5 %, taken out at 3 s (or never).
+    fn bad_canary_history(abort_at: Micros, stable_error: bool) -> History {
+        let mut h = versions();
+        h.faults.push(step(0, "canary", Some("v2"), Some("errors"), 1_000_000, abort_at, 3));
+        let mut n = 0u64;
+        load(&mut h, 0, abort_at + 3_000_000, |t| {
+            n += 1;
+            if stable_error && t == 2_500_000 {
+                return (1, 502);
+            }
+            if t >= 1_000_000 && t < abort_at && n.is_multiple_of(20) {
+                // Every third canary answer fails.
+                return (2, if n.is_multiple_of(60) { 500 } else { 200 });
+            }
+            (1, 200)
+        });
+        h
+    }
+
+    #[test]
+    fn a_bad_canary_taken_out_passes_watch_and_abort_with_figures() {
+        let h = bad_canary_history(3_000_000, false);
+        let v = judge(&h, cn_watch);
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.measured);
+        let v = judge(&h, cn_abort);
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.measured);
+        assert!(v.measured.contains("the canary v2 failed"), "{}", v.measured);
+        let v = judge(&h, cn_small);
+        assert_eq!(v.outcome, Outcome::Pass, "{}", v.measured);
+    }
+
+    #[test]
+    fn a_stable_failure_during_the_canary_fails_abort() {
+        let v = judge(&bad_canary_history(3_000_000, true), cn_abort);
+        assert_eq!(v.outcome, Outcome::Fail);
+        assert!(v.measured.contains("did not serve"), "{}", v.measured);
+    }
+
+    #[test]
+    fn a_rollback_that_leaves_the_new_version_fails_rb_one() {
+        let mut h = versions();
+        h.faults.push(step(0, "deploy", Some("v2"), None, 1_000_000, 1_050_000, 0));
+        h.faults.push(step(1, "switch", None, None, 1_500_000, 1_510_000, 0));
+        h.faults.push(step(2, "rollback", None, None, 3_000_000, 3_010_000, 0));
+        load(&mut h, 0, 6_000_000, |t| (if t < 1_500_000 { 1 } else { 2 }, 200));
+        let v = judge(&h, rb_one);
+        assert_eq!(v.outcome, Outcome::Fail, "{}", v.measured);
+        assert!(v.measured.contains("expected v1"), "{}", v.measured);
+        // The same rollback bringing v1 back passes.
+        h.requests.clear();
+        load(&mut h, 0, 6_000_000, |t| {
+            (if (1_500_000..3_000_000).contains(&t) { 2 } else { 1 }, 200)
+        });
+        assert_eq!(judge(&h, rb_one).outcome, Outcome::Pass);
+    }
 
     #[test]
     fn plateaus_group_steady_windows_and_split_on_steps() {

@@ -6,7 +6,7 @@
 use super::Nemesis;
 use crate::deploy::api::{ApiServer, Call, Reply, StartInstance, valid_instance_name};
 use crate::deploy::{ALL_IDS, DeployDecl, Step, command};
-use crate::history::{FaultDetail, FaultRecord, RecordProbe, ReleaseObservation};
+use crate::history::{FaultDetail, FaultRecord, PlatformCall, RecordProbe, ReleaseObservation};
 use crate::manifest::SignalName;
 use crate::scenario::FaultSpec;
 use crate::stack::EnvOverrides;
@@ -154,7 +154,7 @@ async fn run_command(
             status = started.child.wait() => break status.ok(),
             Some((call, reply)) = api.calls.recv() => {
                 let (answer, line) = serve(n, call).await;
-                observation.calls.push(format!("+{} ms {line}", n.now() / 1000));
+                observation.calls.push(PlatformCall { at: n.now(), call: line });
                 let _ = reply.send(answer);
             }
             _ = tokio::time::sleep_until(deadline) => break None,

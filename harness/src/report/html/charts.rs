@@ -351,6 +351,30 @@ fn plot(root: &DrawingArea<SVGBackend<'_>, Shift>, timeline: &Timeline, spec: &S
         }
     }
     draw_events(&mut chart, timeline, y_max, spec.label_events)?;
+    if spec.name == "versions" {
+        draw_marks(&mut chart, timeline, y_max)?;
+    }
+    Ok(())
+}
+
+/// Deployment steps across the share chart: a dark line where traffic
+/// moved, a red one labelled where a bad canary was taken out.
+fn draw_marks(chart: &mut Chart2d<'_, '_>, timeline: &Timeline, y_max: f64) -> Result<(), Box<dyn Error>> {
+    for mark in &timeline.marks {
+        let x = mark.at as f64 / 1e6;
+        let abort = mark.label == "abort";
+        let color = if abort { ERRORS } else { AXIS };
+        chart.draw_series(LineSeries::new(
+            [(x, 0.0), (x, y_max)],
+            color.stroke_width(if abort { 2 } else { 1 }),
+        ))?;
+        if abort {
+            let font = (FONT, 11).into_font().color(&ERRORS);
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((x, y_max * 0.5)) + Text::new("abort", (3, 0), font),
+            ))?;
+        }
+    }
     Ok(())
 }
 
