@@ -165,13 +165,13 @@ fn describe_plateaus(ps: &[Plateau]) -> String {
         .join(", ")
 }
 
-/// Plateaus strictly between none and all: those held for two windows or
-/// more, or, on a ramp too quick for that, every one of them when there are
-/// at least two (one window in between is only the moment of an all-at-once switch).
+/// Steps strictly between none and all: plateaus held for at least two
+/// windows (1 s), below 90 %. A shorter one is the moment of a switch
+/// split across two windows, and a share in the 90s the tail of one (the
+/// old workers of a reloaded proxy finishing), so an all-at-once switch
+/// shows none.
 fn intermediate(ps: &[Plateau]) -> Vec<Plateau> {
-    let between: Vec<Plateau> = ps.iter().copied().filter(|p| p.share > 0.005 && p.share < 0.97).collect();
-    let held: Vec<Plateau> = between.iter().copied().filter(|p| p.windows >= 2).collect();
-    if held.is_empty() && between.len() >= 2 { between } else { held }
+    ps.iter().copied().filter(|p| p.windows >= 2 && p.share > 0.005 && p.share < 0.9).collect()
 }
 
 fn pct(x: f64) -> String {
@@ -1113,15 +1113,15 @@ mod tests {
         }
     }
 
-    /// v1 until 2 s, a switch from 2 s to 4 s moving 25 % per half second, v2 after.
+    /// v1 until 2 s, a switch from 2 s to 5 s moving 25 % a second, v2 after.
     fn gradual(t: Micros) -> u16 {
         if t < 2_000_000 {
             return 1;
         }
-        if t >= 4_000_000 {
+        if t >= 5_000_000 {
             return 2;
         }
-        let quarter = (t - 2_000_000) / 500_000 + 1;
+        let quarter = (t - 2_000_000) / 1_000_000 + 1;
         // Deterministic interleave: quarter/4 of requests go to v2.
         if (t / 5_000) % 4 < quarter { 2 } else { 1 }
     }
@@ -1129,8 +1129,8 @@ mod tests {
     fn switch_history(fail_at: Option<Micros>) -> History {
         let mut h = versions();
         h.faults.push(step(0, "deploy", Some("v2"), None, 1_000_000, 1_050_000, 0));
-        h.faults.push(step(1, "switch", None, None, 2_000_000, 4_000_000, 0));
-        load(&mut h, 0, 7_000_000, |t| match fail_at {
+        h.faults.push(step(1, "switch", None, None, 2_000_000, 5_000_000, 0));
+        load(&mut h, 0, 8_000_000, |t| match fail_at {
             Some(f) if t == f => (0, 0),
             _ => (gradual(t), 200),
         });
