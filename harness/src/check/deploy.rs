@@ -171,7 +171,10 @@ fn describe_plateaus(ps: &[Plateau]) -> String {
 /// old workers of a reloaded proxy finishing), so an all-at-once switch
 /// shows none.
 fn intermediate(ps: &[Plateau]) -> Vec<Plateau> {
-    ps.iter().copied().filter(|p| p.windows >= 2 && p.share > 0.005 && p.share < 0.9).collect()
+    ps.iter()
+        .copied()
+        .filter(|p| p.windows >= 2 && p.share > 0.005 && p.share < 0.9)
+        .collect()
 }
 
 fn pct(x: f64) -> String {
