@@ -218,6 +218,25 @@ fn sigterm() -> FaultRecord {
     sigterm_fault(T0, code(0), 800, false, Some(clean()))
 }
 
+/// A `[deploy]` command the harness ran (section 4).
+fn release_step() -> FaultRecord {
+    FaultRecord {
+        index: 0,
+        label: "deploy v2".into(),
+        service: APP.into(),
+        injected_at: ms(T0),
+        healed_at: None,
+        landed: true,
+        proof: "`release deploy v2` exited 0".into(),
+        detail: FaultDetail::Release(chaosgate::history::ReleaseObservation {
+            step: "deploy".into(),
+            version: Some("v2".into()),
+            exit_code: Some(0),
+            ..Default::default()
+        }),
+    }
+}
+
 fn not_landed(mut f: FaultRecord) -> FaultRecord {
     f.landed = false;
     f.proof = "signal not delivered: ESRCH: No such process".into();
@@ -266,6 +285,7 @@ fn no_check_passes_on_faults_that_did_not_land() {
         not_landed(env_restart("v2", &["v2"], true)),
         not_landed(bad_start(None, code(1), Some(100), false, true)),
         not_landed(reload(Some(4242), Some(300))),
+        not_landed(release_step()),
     ]);
     h.requests = in_flight(12, 200, TE::None);
     for kind in [ProbeKind::Ready, ProbeKind::Live] {
@@ -280,7 +300,7 @@ fn no_check_passes_on_faults_that_did_not_land() {
 
 #[rstest]
 #[case::unknown_id("XX-NOPE")]
-#[case::known_but_without_a_checker("RB-KEEP5")]
+#[case::known_but_without_a_checker("AL-ERR")]
 fn judge_says_inconclusive_without_a_checker(#[case] id: &str) {
     let v = check(id, &history(vec![sigterm()]));
     expect(&v, Inconclusive, &["no checker for this requirement"]);
