@@ -756,7 +756,7 @@ struct RawManifest {
     #[serde(default)]
     build: Vec<BuildStep>,
     #[serde(default)]
-    secrets: BTreeMap<String, usize>,
+    secrets: BTreeMap<String, Spanned<usize>>,
     services: BTreeMap<String, Spanned<RawService>>,
     #[serde(default)]
     tls: Option<Spanned<TlsSection>>,
@@ -882,6 +882,26 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             format!(
                 "expected the path of a base stack.toml, relative to this file; {} does not exist",
                 base_path.display()
+            ),
+        )
+        .into());
+    }
+    // An overlay of an overlay is refused before it is loaded: loading it
+    // first would follow a file that extends itself, or two that extend each
+    // other, until the stack overflowed.
+    let base_source = std::fs::read_to_string(&base_path).unwrap_or_default();
+    if let Ok(base_table) = toml::from_str::<toml::Table>(&base_source)
+        && let Some(next) = base_table.get("extends")
+    {
+        return Err(InputError::at(
+            file,
+            source,
+            Some(raw.extends.span()),
+            "extends",
+            format!(
+                "an overlay must extend a base manifest, not another overlay: {} extends {}",
+                base_path.display(),
+                next.as_str().unwrap_or("?")
             ),
         )
         .into());
@@ -1036,22 +1056,32 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
     }
 
     if let Some(grace) = &raw.stack.grace_period_s
-        && !(grace.get_ref().is_finite() && *grace.get_ref() > 0.0)
+        && !(grace.get_ref().is_finite() && *grace.get_ref() > 0.0 && *grace.get_ref() <= 3600.0)
     {
         errors.push(err(
             grace.span(),
             "stack.grace_period_s".into(),
-            format!("expected a positive number of seconds, got {}", grace.get_ref()),
+            format!("expected a positive number of seconds, at most 3600, got {}", grace.get_ref()),
         ));
     }
     if let Some(timeout) = &raw.stack.ready_timeout_s
-        && !(timeout.get_ref().is_finite() && *timeout.get_ref() > 0.0)
+        && !(timeout.get_ref().is_finite() && *timeout.get_ref() > 0.0 && *timeout.get_ref() <= 3600.0)
     {
         errors.push(err(
             timeout.span(),
             "stack.ready_timeout_s".into(),
-            format!("expected a positive number of seconds, got {}", timeout.get_ref()),
+            format!("expected a positive number of seconds, at most 3600, got {}", timeout.get_ref()),
         ));
+    }
+    for (name, len) in &raw.secrets {
+        // A secret is generated in memory and written into configs: bounded.
+        if !(1..=4096).contains(len.get_ref()) {
+            errors.push(err(
+                len.span(),
+                format!("secrets.{name}"),
+                format!("expected the secret's length, from 1 to 4096 characters, got {}", len.get_ref()),
+            ));
+        }
     }
     for (role, decl) in &raw.endpoints {
         let field = format!("endpoints.{}", role.get_ref());
@@ -1353,7 +1383,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             stack
         },
         build: raw.build,
-        secrets: raw.secrets,
+        secrets: raw.secrets.into_iter().map(|(k, v)| (k, v.into_inner())).collect(),
         services,
         mutant: None,
         tls: raw.tls.map(Spanned::into_inner),

@@ -68,6 +68,25 @@ pub fn load_inputs(opts: &RunOptions) -> Result<(Manifest, Vec<Scenario>), Input
             Err(e) => errors.extend(e.0),
         }
     }
+    // Each scenario's report folder is named after it: one name, one scenario.
+    for (i, s) in scenarios.iter().enumerate() {
+        if let Some(first) = scenarios[..i].iter().find(|other| other.name == s.name) {
+            errors.push(InputError::whole_file(
+                &s.file,
+                format!(
+                    "field `scenario.name`: `{}` is also the name of {}; each scenario needs a name of its own (its report folder is named after it)",
+                    s.name,
+                    first.file.display()
+                ),
+            ));
+        }
+        if s.covers.is_empty() && s.findings.is_empty() {
+            errors.push(InputError::whole_file(
+                &s.file,
+                "field `scenario.covers`: expected at least one requirement ID to judge (or `findings` to measure); with none the run proves nothing".to_string(),
+            ));
+        }
+    }
     for s in &scenarios {
         for id in s.covers.iter().filter(|id| !check::is_implemented(id)) {
             errors.push(InputError::whole_file(

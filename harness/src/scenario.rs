@@ -39,7 +39,7 @@ struct RawScenario {
     scenario: Header,
     load: RawLoad,
     #[serde(default)]
-    probes: ProbeSpec,
+    probes: Option<Spanned<ProbeSpec>>,
     #[serde(default, rename = "fault")]
     faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
@@ -128,18 +128,18 @@ struct RawLoad {
     port: Option<String>,
     users: Spanned<usize>,
     #[serde(default)]
-    ramp_per_s: Option<usize>,
-    max_duration_s: u64,
-    #[serde(default = "default_tail")]
-    tail_s: f64,
-    #[serde(default = "default_warmup")]
-    warmup_s: f64,
+    ramp_per_s: Option<Spanned<usize>>,
+    max_duration_s: Spanned<u64>,
+    #[serde(default = "default_tail_spanned")]
+    tail_s: Spanned<f64>,
+    #[serde(default = "default_warmup_spanned")]
+    warmup_s: Spanned<f64>,
     #[serde(default)]
-    rate_per_s: Option<usize>,
+    rate_per_s: Option<Spanned<usize>>,
+    #[serde(default = "zero_spanned")]
+    think_ms: Spanned<u64>,
     #[serde(default)]
-    think_ms: u64,
-    #[serde(default)]
-    think_max_ms: Option<u64>,
+    think_max_ms: Option<Spanned<u64>>,
     #[serde(rename = "request")]
     requests: Spanned<Vec<RawRequest>>,
     #[serde(default = "default_keepalive")]
@@ -150,6 +150,18 @@ struct RawLoad {
 
 fn default_keepalive() -> bool {
     true
+}
+
+fn zero_spanned() -> Spanned<u64> {
+    Spanned::new(0..0, 0)
+}
+
+fn default_tail_spanned() -> Spanned<f64> {
+    Spanned::new(0..0, default_tail())
+}
+
+fn default_warmup_spanned() -> Spanned<f64> {
+    Spanned::new(0..0, default_warmup())
 }
 
 impl RawLoad {
@@ -165,13 +177,13 @@ impl RawLoad {
             target: self.target,
             port: self.port,
             users: self.users.into_inner(),
-            ramp_per_s: self.ramp_per_s,
-            max_duration_s: self.max_duration_s,
-            tail_s: self.tail_s,
-            warmup_s: self.warmup_s,
-            rate_per_s: self.rate_per_s,
-            think_ms: self.think_ms,
-            think_max_ms: self.think_max_ms,
+            ramp_per_s: self.ramp_per_s.map(Spanned::into_inner),
+            max_duration_s: self.max_duration_s.into_inner(),
+            tail_s: self.tail_s.into_inner(),
+            warmup_s: self.warmup_s.into_inner(),
+            rate_per_s: self.rate_per_s.map(Spanned::into_inner),
+            think_ms: self.think_ms.into_inner(),
+            think_max_ms: self.think_max_ms.map(Spanned::into_inner),
             keepalive: self.keepalive,
             requests: self
                 .requests
@@ -346,15 +358,15 @@ struct RawFault {
     #[serde(default)]
     value: Option<String>,
     #[serde(default)]
-    rate_per_s: Option<f64>,
+    rate_per_s: Option<Spanned<f64>>,
     #[serde(default)]
-    times_limit: Option<f64>,
+    times_limit: Option<Spanned<f64>>,
     #[serde(default)]
-    duration_s: Option<f64>,
+    duration_s: Option<Spanned<f64>>,
     #[serde(default)]
-    count: Option<u32>,
+    count: Option<Spanned<u32>>,
     #[serde(default)]
-    task_ms: Option<u64>,
+    task_ms: Option<Spanned<u64>>,
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
@@ -375,17 +387,23 @@ impl RawFault {
             down_s: self.down_s.map(Spanned::into_inner),
             defect: self.defect.map(Spanned::into_inner),
             value: self.value,
-            rate_per_s: self.rate_per_s,
-            times_limit: self.times_limit,
-            duration_s: self.duration_s,
-            count: self.count,
-            task_ms: self.task_ms,
+            rate_per_s: self.rate_per_s.map(Spanned::into_inner),
+            times_limit: self.times_limit.map(Spanned::into_inner),
+            duration_s: self.duration_s.map(Spanned::into_inner),
+            count: self.count.map(Spanned::into_inner),
+            task_ms: self.task_ms.map(Spanned::into_inner),
             version: self.version,
             variant: self.variant,
             check_data: self.check_data,
         }
     }
 }
+
+/// Upper bounds on scenario numbers: a day, in seconds and milliseconds; users; requests per second.
+const MAX_SECONDS: f64 = 86_400.0;
+const MAX_MS: u64 = 86_400_000;
+const MAX_USERS: u64 = 10_000;
+const MAX_RATE: f64 = 1_000_000.0;
 
 /// `signal = "stop_signal"`: the graceful-stop signal the target declares in
 /// the manifest (`stop_signal`, TERM by default; nginx's QUIT). Not "stop",
@@ -540,8 +558,96 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
         }
     }
     let load = &raw.load;
+    // Bounds that keep every number usable (a Duration, an allocation, a
+    // rate): a value past them is a typo or an attack, never a test.
+    let within_f = |v: &Spanned<f64>, field: &str, low: f64, high: f64, errors: &mut Vec<InputError>| {
+        let x = *v.get_ref();
+        if !(x.is_finite() && x >= low && x <= high) {
+            errors.push(err(v.span(), field, format!("expected a number from {low} to {high}, got {x}")));
+        }
+    };
+    let within_u = |v: u64, span: std::ops::Range<usize>, field: &str, low: u64, high: u64, errors: &mut Vec<InputError>| {
+        if v < low || v > high {
+            errors.push(err(span, field, format!("expected a whole number from {low} to {high}, got {v}")));
+        }
+    };
     if *load.users.get_ref() == 0 {
         errors.push(err(load.users.span(), "load.users", "expected at least 1 user".into()));
+    } else {
+        within_u(
+            *load.users.get_ref() as u64,
+            load.users.span(),
+            "load.users",
+            1,
+            MAX_USERS,
+            &mut errors,
+        );
+    }
+    within_u(
+        *load.max_duration_s.get_ref(),
+        load.max_duration_s.span(),
+        "load.max_duration_s",
+        1,
+        MAX_SECONDS as u64,
+        &mut errors,
+    );
+    within_f(&load.tail_s, "load.tail_s", 0.0, MAX_SECONDS, &mut errors);
+    within_f(&load.warmup_s, "load.warmup_s", 0.0, MAX_SECONDS, &mut errors);
+    within_u(
+        *load.think_ms.get_ref(),
+        load.think_ms.span(),
+        "load.think_ms",
+        0,
+        MAX_MS,
+        &mut errors,
+    );
+    if let Some(t) = &load.think_max_ms {
+        within_u(*t.get_ref(), t.span(), "load.think_max_ms", 0, MAX_MS, &mut errors);
+    }
+    if let Some(r) = &load.ramp_per_s {
+        within_u(*r.get_ref() as u64, r.span(), "load.ramp_per_s", 1, MAX_USERS, &mut errors);
+    }
+    if let Some(r) = &load.rate_per_s {
+        within_u(*r.get_ref() as u64, r.span(), "load.rate_per_s", 1, MAX_RATE as u64, &mut errors);
+    }
+    if let Some(p) = &raw.probes {
+        within_u(p.get_ref().interval_ms, p.span(), "probes.interval_ms", 10, MAX_MS, &mut errors);
+    }
+    for (i, f) in raw.faults.iter().enumerate() {
+        let spec = f.get_ref();
+        let field = |name: &str| format!("fault[{i}].{name}");
+        // Below zero these three are reported by the checks further down.
+        let too_long = |v: &Spanned<f64>, name: &str, errors: &mut Vec<InputError>| {
+            if seconds(*v.get_ref()) && *v.get_ref() > MAX_SECONDS {
+                errors.push(err(
+                    v.span(),
+                    &field(name),
+                    format!("expected at most {MAX_SECONDS} seconds, got {}", v.get_ref()),
+                ));
+            }
+        };
+        if let Some(d) = &spec.down_s {
+            too_long(d, "down_s", &mut errors);
+        }
+        if let Some(d) = &spec.duration_s {
+            within_f(d, &field("duration_s"), 0.001, MAX_SECONDS, &mut errors);
+        }
+        if let Some(r) = &spec.rate_per_s {
+            within_f(r, &field("rate_per_s"), 0.001, MAX_RATE, &mut errors);
+        }
+        if let Some(t) = &spec.times_limit {
+            within_f(t, &field("times_limit"), 0.001, 1000.0, &mut errors);
+        }
+        if let Some(c) = &spec.count {
+            within_u(*c.get_ref() as u64, c.span(), &field("count"), 1, 100_000, &mut errors);
+        }
+        if let Some(t) = &spec.task_ms {
+            within_u(*t.get_ref(), t.span(), &field("task_ms"), 0, MAX_MS, &mut errors);
+        }
+        if let Some(a) = &spec.after_s {
+            too_long(a, "after_s", &mut errors);
+        }
+        too_long(&spec.when_timeout_s, "when_timeout_s", &mut errors);
     }
     if load.requests.get_ref().is_empty() {
         errors.push(err(
@@ -708,7 +814,7 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
         seed: raw.scenario.seed,
         profiles: raw.scenario.profiles,
         load: raw.load.into_spec(&source),
-        probes: raw.probes,
+        probes: raw.probes.map(Spanned::into_inner).unwrap_or_default(),
         faults: raw.faults.into_iter().map(|f| f.into_inner().into_spec()).collect(),
         settings: raw.settings,
     })

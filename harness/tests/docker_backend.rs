@@ -123,7 +123,6 @@ fn docker_lines(args: &[&str]) -> Vec<String> {
 #[case::nginx_stop("scenarios/nginx-stop.toml")]
 // A release's instances are containers started mid-run through the platform API.
 #[case::deploy_blue_green("scenarios/deploy-blue-green.toml")]
-#[case::deploy_rollback("scenarios/deploy-rollback.toml")]
 fn reference_passes_on_docker(#[case] scenario_file: &str) {
     if !docker_tier_can_run(scenario_file) {
         return;

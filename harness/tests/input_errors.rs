@@ -412,3 +412,152 @@ fn every_checker_has_a_mutant_that_breaks_it() {
         assert!(broken.iter().any(|b| b == id), "no mutant breaks {id}");
     }
 }
+
+// ---- hostile numbers and overlays (issue 13) -------------------------------
+
+/// A scenario that is valid but for one line, written to a folder of its own.
+fn scenario_with(dir: &Path, name: &str, load_extra: &str, fault_extra: &str) -> PathBuf {
+    let text = format!(
+        "[scenario]\nname = \"{name}\"\ncovers = [\"GS-DRAIN\"]\n\n[load]\ntarget = \"entry\"\nusers = 4\nmax_duration_s = 10\n{load_extra}\n\
+         [[load.request]]\nendpoint = \"read\"\n\n[[fault]]\naction = \"signal\"\ntarget = \"app\"\nsignal = \"TERM\"\n{fault_extra}\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).expect("write scenario");
+    path
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chaosgate-hostile-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Numbers that once crashed a run (a Duration from 1e308 seconds, an
+/// allocation for 9e18 users, probe tasks at interval 0, negative rates)
+/// are located errors now, before anything starts.
+#[rstest]
+#[case::huge_users("users", "", "", "load.users")]
+#[case::huge_tail("tail", "tail_s = 1e308", "", "load.tail_s")]
+#[case::negative_warmup("warmup", "warmup_s = -1.0", "", "load.warmup_s")]
+#[case::zero_rate("rate", "rate_per_s = 0", "", "load.rate_per_s")]
+#[case::endless_down("down", "", "down_s = 1e300", "fault[0].down_s")]
+#[case::negative_duration("duration", "", "duration_s = -1.0", "fault[0].duration_s")]
+#[case::negative_rate("frate", "", "rate_per_s = -5.0", "fault[0].rate_per_s")]
+#[case::zero_count("count", "", "count = 0", "fault[0].count")]
+#[case::endless_after("after", "", "after_s = 1e300", "fault[0].after_s")]
+fn hostile_numbers_are_located_errors(#[case] name: &str, #[case] load_extra: &str, #[case] fault_extra: &str, #[case] field: &str) {
+    let dir = fresh_dir(name);
+    let path = if name == "users" {
+        let p = scenario_with(&dir, name, "", fault_extra);
+        let text = std::fs::read_to_string(&p)
+            .expect("read")
+            .replace("users = 4", "users = 9223372036854775807");
+        std::fs::write(&p, text).expect("write");
+        p
+    } else {
+        scenario_with(&dir, name, load_extra, fault_extra)
+    };
+    let errors = scenario_errors(&path);
+    assert!(
+        errors
+            .0
+            .iter()
+            .any(|e| e.field == field && e.line > 0 && e.message.starts_with("expected")),
+        "{field} not located:\n{errors}"
+    );
+}
+
+#[test]
+fn a_probe_interval_of_zero_is_refused() {
+    let dir = fresh_dir("interval");
+    let path = scenario_with(&dir, "interval", "", "");
+    let text = std::fs::read_to_string(&path).expect("read") + "\n[probes]\ntarget = \"app\"\ninterval_ms = 0\n";
+    std::fs::write(&path, text).expect("write");
+    let errors = scenario_errors(&path);
+    assert!(errors.0.iter().any(|e| e.field == "probes.interval_ms"), "{errors}");
+}
+
+/// A manifest that extends itself, or two that extend each other, once
+/// overflowed the stack; an overlay of an overlay is refused before it is read.
+#[test]
+fn overlays_that_extend_overlays_are_refused_not_followed() {
+    let dir = fresh_dir("extends");
+    let overlay = "[mutant]\nname = \"m\"\nbreaks = []\ndescription = \"d\"\n";
+    std::fs::create_dir_all(dir.join("a")).expect("dir");
+    std::fs::create_dir_all(dir.join("b")).expect("dir");
+    std::fs::write(dir.join("self.toml"), format!("extends = \"self.toml\"\n{overlay}")).expect("write");
+    std::fs::write(dir.join("a/stack.toml"), format!("extends = \"../b/stack.toml\"\n{overlay}")).expect("write");
+    std::fs::write(dir.join("b/stack.toml"), format!("extends = \"../a/stack.toml\"\n{overlay}")).expect("write");
+    for path in [dir.join("self.toml"), dir.join("a/stack.toml")] {
+        let errors = manifest_errors(&path);
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.field == "extends" && e.message.contains("not another overlay")),
+            "{errors}"
+        );
+    }
+}
+
+#[test]
+fn an_unbounded_secret_length_is_refused() {
+    let dir = fresh_dir("secret");
+    let path = dir.join("stack.toml");
+    std::fs::write(
+        &path,
+        "[stack]\nname = \"s\"\n\n[secrets]\nredis_password = 9223372036854775807\n\n\
+         [services.app]\nrole = \"app\"\ncommand = [\"true\"]\nports = [\"http\"]\nready = { tcp = \"http\" }\n",
+    )
+    .expect("write");
+    let errors = manifest_errors(&path);
+    let e = errors
+        .0
+        .iter()
+        .find(|e| e.field == "secrets.redis_password")
+        .unwrap_or_else(|| panic!("{errors}"));
+    assert_eq!(e.line, 5, "{e}");
+}
+
+fn run_options(scenarios: Vec<PathBuf>) -> chaosgate::run::RunOptions {
+    chaosgate::run::RunOptions {
+        stack: PathBuf::from(REFERENCE),
+        scenarios,
+        out: std::env::temp_dir(),
+        seed: None,
+        keep: false,
+        progress: false,
+        backend: Default::default(),
+        profile: Default::default(),
+    }
+}
+
+/// Two scenarios with one name would share one report folder; a scenario
+/// that covers nothing and measures nothing proves nothing.
+#[test]
+fn same_name_scenarios_and_empty_covers_are_refused() {
+    let dir = fresh_dir("names");
+    let a = scenario_with(&dir, "twin", "", "");
+    let b = dir.join("twin-again.toml");
+    std::fs::write(&b, std::fs::read_to_string(&a).expect("read")).expect("write");
+    let empty = dir.join("empty.toml");
+    let text = std::fs::read_to_string(&a)
+        .expect("read")
+        .replace("name = \"twin\"", "name = \"empty\"")
+        .replace("covers = [\"GS-DRAIN\"]", "covers = []");
+    std::fs::write(&empty, text).expect("write");
+    let errors = chaosgate::run::load_inputs(&run_options(vec![a, b.clone(), empty.clone()])).expect_err("refused");
+    let shown = errors.to_string();
+    assert!(
+        errors.0.iter().any(|e| e.file == b && e.message.contains("is also the name of")),
+        "{shown}"
+    );
+    assert!(
+        errors
+            .0
+            .iter()
+            .any(|e| e.file == empty && e.message.contains("at least one requirement")),
+        "{shown}"
+    );
+}
