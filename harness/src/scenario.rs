@@ -563,7 +563,12 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
     let within_f = |v: &Spanned<f64>, field: &str, low: f64, high: f64, errors: &mut Vec<InputError>| {
         let x = *v.get_ref();
         if !(x.is_finite() && x >= low && x <= high) {
-            errors.push(err(v.span(), field, format!("expected a number from {low} to {high}, got {x}")));
+            let shown = if x.is_finite() && x.abs() < 1e9 {
+                format!("{x}")
+            } else {
+                format!("{x:e}")
+            };
+            errors.push(err(v.span(), field, format!("expected a number from {low} to {high}, got {shown}")));
         }
     };
     let within_u = |v: u64, span: std::ops::Range<usize>, field: &str, low: u64, high: u64, errors: &mut Vec<InputError>| {
@@ -622,7 +627,7 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
                 errors.push(err(
                     v.span(),
                     &field(name),
-                    format!("expected at most {MAX_SECONDS} seconds, got {}", v.get_ref()),
+                    format!("expected at most {MAX_SECONDS} seconds, got {:e}", v.get_ref()),
                 ));
             }
         };
