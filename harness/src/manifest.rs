@@ -907,16 +907,6 @@ fn load_overlay(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
         .into());
     }
     let mut base = load(&base_path)?;
-    if base.mutant.is_some() {
-        return Err(InputError::at(
-            file,
-            source,
-            Some(raw.extends.span()),
-            "extends",
-            "an overlay must extend a base manifest, not another overlay",
-        )
-        .into());
-    }
     let mut errors = Vec::new();
     for (name, overlay) in &raw.services {
         let Some(service) = base.services.iter_mut().find(|s| &s.name == name) else {

@@ -246,12 +246,7 @@ pub fn bg_zero(input: &CheckInput<'_>) -> Verdict {
                 format!("switch {from} → {to}: {} of {total} requests failed during it", bad.len()),
                 expected,
             )
-            .with_evidence(format!(
-                "first at {} with status {} (served by {})",
-                rel(first.start, s.fault.injected_at),
-                first.status,
-                version_or_none(h, first)
-            ));
+            .with_evidence(first_failure(h, first, s));
         }
         judged.push(format!(
             "switch {from} → {to}: 0 of {total} requests failed; {to} answered {} afterwards",
@@ -262,6 +257,16 @@ pub fn bg_zero(input: &CheckInput<'_>) -> Verdict {
         return Verdict::new(ID, Outcome::Inconclusive, "every switch involved a defective build", expected);
     }
     Verdict::new(ID, Outcome::Pass, judged.join("; "), expected)
+}
+
+/// "first at +812 ms with status 502 (no version header)", relative to the step.
+fn first_failure(h: &History, r: &RequestRecord, s: &Step<'_>) -> String {
+    format!(
+        "first at {} with status {} ({})",
+        rel(r.start, s.fault.injected_at),
+        r.status,
+        version_or_none(h, r)
+    )
 }
 
 fn version_or_none(h: &History, r: &RequestRecord) -> String {
@@ -393,12 +398,7 @@ pub fn bg_back(input: &CheckInput<'_>) -> Verdict {
             ),
             expected,
         )
-        .with_evidence(format!(
-            "first at {} with status {} ({})",
-            rel(first.start, s.fault.injected_at),
-            first.status,
-            version_or_none(h, first)
-        ));
+        .with_evidence(first_failure(h, first, s));
     }
     if took > BACK_DEADLINE {
         return Verdict::new(
@@ -720,12 +720,7 @@ fn abort_one(h: &History, s: &Step<'_>, c: &BadCanary) -> Verdict {
             format!("{} requests failed that the canary did not serve; {figures}", others.len()),
             expected,
         )
-        .with_evidence(format!(
-            "first at {} with status {} ({})",
-            rel(first.start, s.fault.injected_at),
-            first.status,
-            version_or_none(h, first)
-        ));
+        .with_evidence(first_failure(h, first, s));
     }
     let (stable_version, stable_share, _) = stable.unwrap_or_default();
     Verdict::new(
@@ -872,12 +867,7 @@ fn rollback_one(h: &History, s: &Step<'_>, before: &str, previous: &str, after: 
             format!("rollback {before} → {previous}: {} of {total} requests failed during it", bad.len()),
             expected,
         )
-        .with_evidence(format!(
-            "first at {} with status {} ({})",
-            rel(first.start, s.fault.injected_at),
-            first.status,
-            version_or_none(h, first)
-        ));
+        .with_evidence(first_failure(h, first, s));
     }
     Verdict::new(
         ID,

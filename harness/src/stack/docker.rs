@@ -623,12 +623,7 @@ impl Backend for DockerBackend {
 
     async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let mut report = ShutdownReport::default();
-        let names = self
-            .instances
-            .names_newest_first()
-            .into_iter()
-            .chain(self.plan.services.iter().rev().map(|s| s.name.clone()));
-        for name in names {
+        for name in self.instances.stop_order(&self.plan) {
             if self.alive(&name).is_some() {
                 let _ = self.stop(&name, grace).await;
                 report.stopped.push(name);

@@ -131,9 +131,14 @@ impl Instances {
         self.lock().iter().position(|(_, p)| p.name == name)
     }
 
-    /// Names, newest first: the order to stop them in.
-    pub fn names_newest_first(&self) -> Vec<String> {
-        self.lock().iter().rev().map(|(_, p)| p.name.clone()).collect()
+    /// Every service name in the order to stop them: instances newest
+    /// first, then the plan's services in reverse start order.
+    pub fn stop_order(&self, plan: &render::StackPlan) -> Vec<String> {
+        let instances = self.lock().iter().rev().map(|(_, p)| p.name.clone()).collect::<Vec<_>>();
+        instances
+            .into_iter()
+            .chain(plan.services.iter().rev().map(|s| s.name.clone()))
+            .collect()
     }
 }
 
