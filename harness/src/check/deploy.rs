@@ -236,18 +236,10 @@ pub fn bg_zero(input: &CheckInput<'_>) -> Verdict {
                 expected,
             );
         }
-        let window = (s.fault.injected_at, s.ended() + 1_000_000);
-        let bad = failures(h, window.0, window.1);
-        let total = overlapping(h, window.0, window.1);
-        if let Some(first) = bad.first() {
-            return Verdict::new(
-                ID,
-                Outcome::Fail,
-                format!("switch {from} → {to}: {} of {total} requests failed during it", bad.len()),
-                expected,
-            )
-            .with_evidence(first_failure(h, first, s));
-        }
+        let total = match failed_during(ID, h, s, &format!("switch {from} → {to}"), expected) {
+            Ok(total) => total,
+            Err(fail) => return *fail,
+        };
         judged.push(format!(
             "switch {from} → {to}: 0 of {total} requests failed; {to} answered {} afterwards",
             pct(to_share)
@@ -257,6 +249,26 @@ pub fn bg_zero(input: &CheckInput<'_>) -> Verdict {
         return Verdict::new(ID, Outcome::Inconclusive, "every switch involved a defective build", expected);
     }
     Verdict::new(ID, Outcome::Pass, judged.join("; "), expected)
+}
+
+/// The requests a step overlapped (until 1 s after it), or the fail
+/// verdict when one of them failed.
+fn failed_during(id: &str, h: &History, s: &Step<'_>, what: &str, expected: &str) -> Result<usize, Box<Verdict>> {
+    let (from, to) = (s.fault.injected_at, s.ended() + 1_000_000);
+    let bad = failures(h, from, to);
+    let total = overlapping(h, from, to);
+    match bad.first() {
+        Some(first) => Err(Box::new(
+            Verdict::new(
+                id,
+                Outcome::Fail,
+                format!("{what}: {} of {total} requests failed during it", bad.len()),
+                expected,
+            )
+            .with_evidence(first_failure(h, first, s)),
+        )),
+        None => Ok(total),
+    }
 }
 
 /// "first at +812 ms with status 502 (no version header)", relative to the step.
@@ -857,18 +869,10 @@ fn rollback_one(h: &History, s: &Step<'_>, before: &str, previous: &str, after: 
         )
         .with_evidence(s.describe_exit());
     }
-    let window = (s.fault.injected_at, s.ended() + 1_000_000);
-    let bad = failures(h, window.0, window.1);
-    let total = overlapping(h, window.0, window.1);
-    if let Some(first) = bad.first() {
-        return Verdict::new(
-            ID,
-            Outcome::Fail,
-            format!("rollback {before} → {previous}: {} of {total} requests failed during it", bad.len()),
-            expected,
-        )
-        .with_evidence(first_failure(h, first, s));
-    }
+    let total = match failed_during(ID, h, s, &format!("rollback {before} → {previous}"), expected) {
+        Ok(total) => total,
+        Err(fail) => return *fail,
+    };
     Verdict::new(
         ID,
         Outcome::Pass,
