@@ -487,21 +487,10 @@ mod tests {
             error: TransportError::None,
             bytes: 0,
         };
-        let next_outage = 5_100_000;
         h.requests.push(request(4_200_000, 4_210_000, 200));
-        // Started before the next outage, still waiting on Redis when it went down.
+        // Started before the next outage (at 5.1 s), still waiting on Redis when it went down.
         h.requests.push(request(5_099_000, 5_400_000, 503));
-        let settings = Settings::default();
-        let judge_after = |h: &History| {
-            let input = CheckInput {
-                history: h,
-                settings: &settings,
-                probed_service: "app",
-                dependency_services: vec!["redis".into()],
-                roles: Default::default(),
-            };
-            no_5xx_once_ready(&input, "redis", 4_000_000, next_outage)
-        };
+        let judge_after = |h: &History| judge(h, |input| no_5xx_once_ready(input, "redis", 4_000_000, 5_100_000));
         let v = judge_after(&h);
         assert_eq!(v.outcome, Outcome::Pass, "{}", v.measured);
         // The same 503 finishing before the next outage is a failed recovery.
