@@ -235,6 +235,9 @@ pub struct FaultRecord {
     /// What the proof (or its absence) consists of.
     pub proof: String,
     pub detail: FaultDetail,
+    /// The alert requirements the scenario says this fault's condition must fire (`alerts`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provokes: Vec<String>,
 }
 
 /// What each kind of fault observed; checkers match on this.
@@ -302,6 +305,9 @@ pub enum FaultDetail {
     Pause { resumed_at: Option<Micros> },
     /// Requests sent by the harness at a fixed rate to a rate-limited path (NX-RATE).
     Burst(crate::history::BurstObservation),
+    Traffic(crate::history::TrafficObservation),
+    /// Redis pushed towards an alert's condition (fill, connections, slow, save-fail).
+    RedisStress { what: String, measured: String },
     /// Backend counters over a window of proxied load (NX-KEEPALIVE).
     BackendTraffic {
         window_ms: u64,
@@ -451,6 +457,24 @@ pub struct BurstObservation {
     pub limit_burst: u32,
     /// Requests the backends counted on the limited path during the burst.
     pub backend_requests: Option<u64>,
+}
+
+/// What extra traffic to a declared endpoint got back (`traffic` faults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrafficObservation {
+    pub endpoint: String,
+    pub path: String,
+    pub concurrency: u32,
+    pub sent: u32,
+    /// HTTP status -> count; 0 counts requests without a response.
+    #[serde(with = "status_keys")]
+    pub statuses: std::collections::BTreeMap<u16, u32>,
+    pub p95_ms: u64,
+    /// The load's own requests meanwhile, and how many of them failed.
+    pub load_requests: u64,
+    pub load_failed: u64,
+    /// Errors (5xx and failed load requests) over every answer meanwhile.
+    pub error_share: f64,
 }
 
 /// One gzip probe answer.
@@ -617,8 +641,26 @@ pub struct MonitoringRecord {
     /// Names of the alerting rules the monitoring had loaded (first answer), if it answered.
     #[serde(default)]
     pub rules_loaded: Option<Vec<String>>,
+    /// Each loaded alerting rule's expression and `for:`, as the monitoring reports them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_defs: Vec<RuleDef>,
+    /// The stack's declared time scale for long thresholds (`[monitoring] time_scale`).
+    #[serde(default = "one")]
+    pub time_scale: f64,
     #[serde(default)]
     pub samples: Vec<AlertSample>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// An alerting rule as loaded: name, PromQL expression, `for:` in seconds.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleDef {
+    pub name: String,
+    pub expr: String,
+    pub for_s: f64,
 }
 
 impl MonitoringRecord {
@@ -1051,15 +1093,19 @@ impl Recorder {
     }
 
     /// What the stack declares about its alerting (before any sample).
-    pub fn monitoring_declared(&self, source: String, declared: std::collections::BTreeMap<String, DeclaredAlert>) {
+    pub fn monitoring_declared(&self, source: String, declared: std::collections::BTreeMap<String, DeclaredAlert>, time_scale: f64) {
         self.with(|h| {
             h.monitoring.source = source;
+            h.monitoring.time_scale = time_scale;
             h.monitoring.declared = Some(declared);
         });
     }
 
-    pub fn rules_loaded(&self, names: Vec<String>) {
-        self.with(|h| h.monitoring.rules_loaded = Some(names));
+    pub fn rules_loaded(&self, names: Vec<String>, defs: Vec<RuleDef>) {
+        self.with(|h| {
+            h.monitoring.rules_loaded = Some(names);
+            h.monitoring.rule_defs = defs;
+        });
     }
 
     pub fn alert_sample(&self, sample: AlertSample) {

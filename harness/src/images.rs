@@ -19,13 +19,15 @@ pub const STACK_IMAGE: &str = "chaosgate/stack";
 pub const STACK_TAG: &str = "bookworm";
 const SUITE: &str = "bookworm";
 /// What the reference stack's services run: nginx, Redis, Prometheus and its
-/// blackbox exporter, as Debian packages them.
+/// blackbox, Redis exporters and mtail, as Debian packages them.
 const PACKAGES: &[&str] = &[
     "ca-certificates",
     "nginx-light",
     "redis-server",
     "prometheus",
     "prometheus-blackbox-exporter",
+    "prometheus-redis-exporter",
+    "mtail",
 ];
 /// Left out of the image: the build machine's mirror and apt's view of it,
 /// debootstrap's log, and what no service reads.

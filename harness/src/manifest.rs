@@ -55,6 +55,12 @@ pub const ENDPOINT_ROLES: &[(&str, &str)] = &[
         "a POST that enqueues one task, `{priority}` (1-10) and `{ms}` in its path",
     ),
     ("live", "the app's liveness path"),
+    ("error", "a request the app answers with a 5xx (provokes the error-rate alert)"),
+    ("cpu", "a request that burns `{ms}` milliseconds of CPU (provokes the CPU alert)"),
+    (
+        "memory",
+        "a request that holds `{mb}` MiB for `{s}` seconds (provokes the memory alert)",
+    ),
     ("proxy-health", "a path the proxy answers itself"),
 ];
 
@@ -104,6 +110,9 @@ pub struct MonitoringSection {
     pub port: String,
     /// Requirement ID (`AL-CERT`) -> its alert.
     pub alerts: BTreeMap<String, AlertDecl>,
+    /// How much faster than real time the stack's long alert thresholds run
+    /// (AL-TASK-TIME's 30 minutes × `time_scale`); 1 = real time.
+    pub time_scale: f64,
 }
 
 /// `AL-CERT = { alert = "CertificateExpiringSoon", query = "..." }`.
@@ -128,6 +137,8 @@ struct RawMonitoring {
     port: Spanned<String>,
     #[serde(default)]
     alerts: BTreeMap<String, Spanned<AlertDecl>>,
+    #[serde(default)]
+    time_scale: Option<Spanned<f64>>,
 }
 
 /// `[tls]`: the service that terminates TLS. The harness generates a CA and
@@ -470,6 +481,9 @@ pub struct EnqueueDecl {
     pub path: String,
     #[serde(default = "default_task_id_pointer")]
     pub task_id: String,
+    /// The same request for a task that raises (AL-TASK-FAIL's provocation), same placeholders.
+    #[serde(default)]
+    pub failing_path: Option<String>,
 }
 
 fn default_task_id_pointer() -> String {
@@ -479,9 +493,12 @@ fn default_task_id_pointer() -> String {
 impl EnqueueDecl {
     /// The path to POST for one task of `priority` taking `ms`.
     pub fn path_for(&self, priority: u8, ms: u64) -> String {
-        self.path
-            .replace("{priority}", &priority.to_string())
-            .replace("{ms}", &ms.to_string())
+        fill_task_path(&self.path, priority, ms)
+    }
+
+    /// The path for a task that raises, if the stack declares one.
+    pub fn failing_path_for(&self, priority: u8, ms: u64) -> Option<String> {
+        self.failing_path.as_deref().map(|p| fill_task_path(p, priority, ms))
     }
 
     /// The route alone (no query, no placeholders), to recognise load requests to it.
@@ -1239,6 +1256,15 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             )),
             Some(_) => {}
         }
+        if let Some(t) = &m.time_scale
+            && !(*t.get_ref() > 0.0 && *t.get_ref() <= 1.0)
+        {
+            errors.push(err(
+                t.span(),
+                "monitoring.time_scale".into(),
+                format!("expected a number in (0, 1] (0.002: 30 minutes become 3.6 s), got {}", t.get_ref()),
+            ));
+        }
         for (id, decl) in &m.alerts {
             if !crate::requirements::is_known(id) {
                 errors.push(err(
@@ -1381,6 +1407,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             service: m.service.into_inner(),
             port: m.port.into_inner(),
             alerts: m.alerts.into_iter().map(|(id, d)| (id, d.into_inner())).collect(),
+            time_scale: m.time_scale.map(Spanned::into_inner).unwrap_or(1.0),
         }),
         endpoints: raw
             .endpoints
@@ -1474,4 +1501,8 @@ impl Manifest {
             None => self.stack.name.clone(),
         }
     }
+}
+
+fn fill_task_path(path: &str, priority: u8, ms: u64) -> String {
+    path.replace("{priority}", &priority.to_string()).replace("{ms}", &ms.to_string())
 }

@@ -335,6 +335,16 @@ pub struct FaultSpec {
     pub variant: Option<String>,
     /// For `rollback`: write a record through the new version first and read it back after (RB-DATA).
     pub check_data: bool,
+    /// The alert requirements (`AL-*`) this fault's condition must make fire
+    /// while it holds and resolve after it ends.
+    pub alerts: Vec<String>,
+    /// For `traffic`: the endpoint role to call, how many callers at once, and its `{ms}` / `{mb}`.
+    pub endpoint: Option<String>,
+    pub concurrency: Option<u32>,
+    pub ms: Option<u64>,
+    pub mb: Option<u64>,
+    /// For `flood`: tasks that fail (the worker's declared `enqueue_failing` request).
+    pub failing: bool,
 }
 
 /// A `[[fault]]` as written, with the spans of the values the checks after parsing look at.
@@ -373,6 +383,18 @@ struct RawFault {
     variant: Option<String>,
     #[serde(default)]
     check_data: bool,
+    #[serde(default)]
+    alerts: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    endpoint: Option<Spanned<String>>,
+    #[serde(default)]
+    concurrency: Option<Spanned<u32>>,
+    #[serde(default)]
+    ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    mb: Option<Spanned<u64>>,
+    #[serde(default)]
+    failing: bool,
 }
 
 impl RawFault {
@@ -395,6 +417,12 @@ impl RawFault {
             version: self.version,
             variant: self.variant,
             check_data: self.check_data,
+            alerts: self.alerts.map(Spanned::into_inner).unwrap_or_default(),
+            endpoint: self.endpoint.map(Spanned::into_inner),
+            concurrency: self.concurrency.map(Spanned::into_inner),
+            ms: self.ms.map(Spanned::into_inner),
+            mb: self.mb.map(Spanned::into_inner),
+            failing: self.failing,
         }
     }
 }
@@ -460,6 +488,16 @@ pub enum FaultAction {
     Rollback,
     /// Run the stack's `releases` command and keep the versions it lists.
     Releases,
+    /// `concurrency` callers of the declared `endpoint` through `target` for `duration_s` (AL-ERR, AL-P95, AL-CPU, AL-MEM).
+    Traffic,
+    /// Fill Redis to 90 % of its maxmemory with the harness's own keys, hold `duration_s`, delete them (AL-RDS-MEM).
+    RedisFill,
+    /// Hold `count` extra client connections to Redis for `duration_s` (AL-RDS-CONN).
+    RedisConnections,
+    /// One script that keeps Redis busy for `ms` milliseconds (AL-RDS-SLOW).
+    RedisSlow,
+    /// Make Redis's RDB saves fail for `duration_s`, then let them succeed again (AL-RDS-PERSIST).
+    RedisSaveFail,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -653,6 +691,42 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
             too_long(a, "after_s", &mut errors);
         }
         too_long(&spec.when_timeout_s, "when_timeout_s", &mut errors);
+        if let Some(c) = &spec.concurrency {
+            within_u(u64::from(*c.get_ref()), c.span(), &field("concurrency"), 1, 1000, &mut errors);
+        }
+        if let Some(m) = &spec.ms {
+            within_u(*m.get_ref(), m.span(), &field("ms"), 0, MAX_MS, &mut errors);
+        }
+        if let Some(m) = &spec.mb {
+            within_u(*m.get_ref(), m.span(), &field("mb"), 1, 65_536, &mut errors);
+        }
+        if let Some(e) = &spec.endpoint
+            && !crate::manifest::ENDPOINT_ROLES.iter().any(|(role, _)| role == e.get_ref())
+        {
+            errors.push(err(
+                e.span(),
+                &field("endpoint"),
+                format!(
+                    "expected one of {}, got `{}`",
+                    crate::manifest::ENDPOINT_ROLES.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", "),
+                    e.get_ref()
+                ),
+            ));
+        }
+        if spec.action == FaultAction::Traffic && spec.endpoint.is_none() {
+            errors.push(err(f.span(), &field("endpoint"), "required for action = \"traffic\": the endpoint role to call".into()));
+        }
+        if let Some(alerts) = &spec.alerts {
+            for id in alerts.get_ref() {
+                if !id.starts_with("AL-") || !crate::requirements::is_known(id) {
+                    errors.push(err(
+                        alerts.span(),
+                        &field("alerts"),
+                        format!("expected alert requirement IDs (AL-ERR, AL-QUEUE, ...), got `{id}`"),
+                    ));
+                }
+            }
+        }
     }
     if load.requests.get_ref().is_empty() {
         errors.push(err(
@@ -846,6 +920,11 @@ pub fn action_name(action: FaultAction) -> &'static str {
         FaultAction::Canary => "canary",
         FaultAction::Rollback => "rollback",
         FaultAction::Releases => "releases",
+        FaultAction::Traffic => "traffic",
+        FaultAction::RedisFill => "redis-fill",
+        FaultAction::RedisConnections => "redis-connections",
+        FaultAction::RedisSlow => "redis-slow",
+        FaultAction::RedisSaveFail => "redis-save-fail",
     }
 }
 

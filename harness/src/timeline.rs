@@ -623,6 +623,7 @@ mod tests {
             service: service.to_string(),
             injected_at,
             healed_at: None,
+            provokes: Vec::new(),
             landed: true,
             proof: String::new(),
             detail: FaultDetail::Pause { resumed_at: None },

@@ -105,6 +105,10 @@ fn describe(result: &ScenarioResult) -> String {
 #[case::deploy_canary_bad("scenarios/deploy-canary-bad.toml")]
 #[case::deploy_rollback("scenarios/deploy-rollback.toml")]
 #[case::deploy_keep5("scenarios/deploy-keep5.toml")]
+#[case::alerts_app("scenarios/alerts-app.toml")]
+#[case::alerts_worker("scenarios/alerts-worker.toml")]
+#[case::alerts_redis("scenarios/alerts-redis.toml")]
+#[case::alerts_calm("scenarios/alerts-calm.toml")]
 fn reference_stack_passes(#[case] scenario_file: &str) {
     let (result, _) = run("fixtures/stacks/reference", scenario_file);
     assert_eq!(result.error, None);
@@ -332,6 +336,15 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "AL-CERT",
     "no alerting rule named `CertificateExpiringSoon`"
 )]
+#[case::al_err_threshold(
+    "alert-err-threshold-10",
+    "scenarios/alerts-calm.toml",
+    "AL-ERR",
+    "> 0.1"
+)]
+#[case::al_worker_no_rule("alert-no-worker-rule", "scenarios/alerts-calm.toml", "AL-WORKER", "no alerting rule named `WorkerDown`")]
+#[case::al_5xx_for_too_long("alert-5xx-for-10m", "scenarios/alerts-calm.toml", "AL-NGX-5XX", "for: 600")]
+#[case::al_rds_mem_calm("alert-rds-mem-always", "scenarios/alerts-calm.toml", "AL-RDS-MEM", "a false alarm")]
 #[case::nginx_stop_fast("nginx-fast-stop", "scenarios/nginx-stop.toml", "GS-DRAIN", "SIGTERM with")]
 #[case::release_never_aborts_watch("release-never-aborts", "scenarios/deploy-canary-bad.toml", "CN-WATCH", "never taken out")]
 #[case::release_never_aborts_abort("release-never-aborts", "scenarios/deploy-canary-bad.toml", "CN-ABORT", "not taken out")]

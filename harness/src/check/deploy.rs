@@ -1077,6 +1077,7 @@ mod tests {
             service: "app".into(),
             injected_at: at,
             healed_at: Some(ended),
+            provokes: Vec::new(),
             landed: true,
             proof: String::new(),
             detail: FaultDetail::Release(ReleaseObservation {

@@ -1,5 +1,7 @@
 //! Checkers: pure functions from a history to verdicts, one module per spec section.
 
+pub mod alert_fire;
+pub mod alert_rules;
 pub mod alerts;
 pub mod baseline;
 pub mod config;
@@ -51,6 +53,20 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("NX-RELOAD", nginx::nx_reload),
     ("TLS-EXPIRY", tls::tls_expiry),
     ("AL-CERT", alerts::al_cert),
+    ("AL-ERR", alert_fire::al_err),
+    ("AL-P95", alert_fire::al_p95),
+    ("AL-CPU", alert_fire::al_cpu),
+    ("AL-MEM", alert_fire::al_mem),
+    ("AL-TASK-TIME", alert_fire::al_task_time),
+    ("AL-TASK-FAIL", alert_fire::al_task_fail),
+    ("AL-QUEUE", alert_fire::al_queue),
+    ("AL-WORKER", alert_fire::al_worker),
+    ("AL-NGX-5XX", alert_fire::al_ngx_5xx),
+    ("AL-NGX-429", alert_fire::al_ngx_429),
+    ("AL-RDS-MEM", alert_fire::al_rds_mem),
+    ("AL-RDS-CONN", alert_fire::al_rds_conn),
+    ("AL-RDS-SLOW", alert_fire::al_rds_slow),
+    ("AL-RDS-PERSIST", alert_fire::al_rds_persist),
     ("RD-AOF", redis::rd_aof),
     ("RD-RDB", redis::rd_rdb),
     ("RD-MAXMEM", redis::rd_maxmem),

@@ -379,6 +379,7 @@ mod tests {
             service: "redis".into(),
             injected_at: 1_000_000,
             healed_at: Some(4_000_000),
+            provokes: Vec::new(),
             landed: true,
             proof: "exit observed".into(),
             detail: FaultDetail::Outage {

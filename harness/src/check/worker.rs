@@ -609,6 +609,7 @@ mod tests {
             service: "worker".into(),
             injected_at: 0,
             healed_at: None,
+            provokes: Vec::new(),
             landed,
             proof: if landed {
                 "500 of 500 enqueued".into()
@@ -755,6 +756,7 @@ mod tests {
             service: "worker".into(),
             injected_at: 0,
             healed_at: None,
+            provokes: Vec::new(),
             landed: true,
             proof: String::new(),
             detail: FaultDetail::Flood {

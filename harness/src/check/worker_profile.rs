@@ -229,6 +229,7 @@ mod tests {
             service: "worker".into(),
             injected_at: 1_000,
             healed_at: None,
+            provokes: Vec::new(),
             landed: true,
             proof: String::new(),
             detail: FaultDetail::Flood {

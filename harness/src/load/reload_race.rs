@@ -172,6 +172,7 @@ mod tests {
             service: "nginx".into(),
             injected_at,
             healed_at: None,
+            provokes: Vec::new(),
             landed: true,
             proof: String::new(),
             detail: FaultDetail::CertReload {

@@ -116,6 +116,7 @@ pub async fn broken_reload(n: &Nemesis<'_>, index: usize, target: &str) -> Fault
         service: svc.name.clone(),
         injected_at,
         healed_at: Some(n.now()),
+        provokes: Vec::new(),
         landed,
         proof,
         detail,

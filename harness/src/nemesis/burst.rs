@@ -134,6 +134,7 @@ pub async fn burst(n: &Nemesis<'_>, index: usize, target: &str, rate: Rate, dura
         service: svc.name.clone(),
         injected_at,
         healed_at: Some(n.now()),
+        provokes: Vec::new(),
         landed,
         proof: format!(
             "{total} requests to {} in {:.1} s: {}; backend saw {}",

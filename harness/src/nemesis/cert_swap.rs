@@ -142,6 +142,7 @@ pub async fn cert_swap(n: &Nemesis<'_>, index: usize, target: &str, certificate:
         service: svc.name.clone(),
         injected_at,
         healed_at: None,
+        provokes: Vec::new(),
         landed,
         proof: if landed {
             proof

@@ -149,6 +149,7 @@ async fn one_bad_start(
         service: svc.name.clone(),
         injected_at,
         healed_at: None,
+        provokes: Vec::new(),
         landed: true,
         proof,
         detail: FaultDetail::BadConfigStart {
@@ -250,6 +251,7 @@ pub async fn env_change(n: &Nemesis<'_>, index: usize, svc: &Service, value: &st
         service: svc.name.clone(),
         injected_at,
         healed_at: None,
+        provokes: Vec::new(),
         landed: true,
         proof: format!(
             "restarted with {}={value:?}; ready again after {} ms",
@@ -351,6 +353,7 @@ pub async fn reload_config(n: &Nemesis<'_>, index: usize, svc: &Service, value: 
         service: svc.name.clone(),
         injected_at,
         healed_at: None,
+        provokes: Vec::new(),
         landed: true,
         proof: format!(
             "wrote {}={value:?} into {}; {} delivered to pid {pid_before}",

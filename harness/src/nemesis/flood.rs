@@ -29,8 +29,11 @@ async fn enqueue_one(client: &reqwest::Client, url: &str, decl: &crate::manifest
 /// The standard's priorities: high, medium, low.
 pub const PRIORITIES: [u8; 3] = [10, 5, 1];
 
-pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> FaultRecord {
-    let label = format!("flood of {count} tasks ({task_ms} ms each)");
+pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64, failing: bool) -> FaultRecord {
+    let label = format!(
+        "flood of {count} {}tasks ({task_ms} ms each)",
+        if failing { "failing " } else { "" }
+    );
     let empty = FaultDetail::Flood {
         requested: count,
         accepted: 0,
@@ -49,6 +52,10 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> F
             empty,
         );
     };
+    if failing && decl.enqueue.failing_path.is_none() {
+        let why = "the stack declares no request for a failing task ([services.<worker>.worker] enqueue.failing_path)".to_string();
+        return n.not_landed(index, label, &worker.name, why, empty);
+    }
     let Some(addr) = n.backend.endpoint(&decl.enqueue.service, &decl.enqueue.port) else {
         let why = format!("no address for the enqueue endpoint {}:{}", decl.enqueue.service, decl.enqueue.port);
         return n.not_landed(index, label, &worker.name, why, empty);
@@ -67,7 +74,12 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> F
     // takes milliseconds (a Python app behind gunicorn), so a backlog forms.
     let answers: Vec<(u8, u64, Result<String, String>)> = futures_util::stream::iter(priorities)
         .map(|priority| {
-            let url = format!("http://{addr}{}", decl.enqueue.path_for(priority, task_ms));
+            let path = if failing {
+                decl.enqueue.failing_path_for(priority, task_ms).unwrap_or_default()
+            } else {
+                decl.enqueue.path_for(priority, task_ms)
+            };
+            let url = format!("http://{addr}{path}");
             let client = client.clone();
             let at = n.now();
             async move { (priority, at, enqueue_one(&client, &url, &decl.enqueue).await) }
@@ -143,6 +155,7 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64) -> F
         service: worker.name.clone(),
         injected_at,
         healed_at: None,
+        provokes: Vec::new(),
         landed: accepted > 0,
         proof,
         detail: FaultDetail::Flood {

@@ -99,6 +99,7 @@ pub async fn kill_all(n: &Nemesis<'_>, index: usize, role: &str, sig: Signal, do
         service: role.to_string(),
         injected_at,
         healed_at: Some(n.now()),
+        provokes: Vec::new(),
         landed: all_down,
         proof: proof.join("; "),
         detail,

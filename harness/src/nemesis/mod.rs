@@ -11,9 +11,11 @@ pub mod kill_all;
 pub mod outage;
 pub mod proxy;
 pub mod proxy_probe;
+pub mod redis_stress;
 pub mod release;
 pub mod schedule;
 pub mod signal;
+pub mod traffic;
 
 use crate::history::{FaultDetail, FaultRecord, Micros, Recorder, ServiceEventKind};
 use crate::load::LoadShared;
@@ -108,6 +110,7 @@ impl Nemesis<'_> {
             service: service.to_string(),
             injected_at: self.now(),
             healed_at: None,
+            provokes: Vec::new(),
             landed: false,
             proof: why,
             detail,

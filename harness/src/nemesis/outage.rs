@@ -62,6 +62,7 @@ pub async fn outage(n: &Nemesis<'_>, index: usize, service: &str, sig: Signal, d
         service: service.to_string(),
         injected_at,
         healed_at: ready_at,
+        provokes: Vec::new(),
         landed: down_at.is_some(),
         proof,
         detail: FaultDetail::Outage {
@@ -97,6 +98,7 @@ pub async fn pause(n: &Nemesis<'_>, index: usize, service: &str, down: Duration)
         service: service.to_string(),
         injected_at,
         healed_at: resumed.then_some(resumed_at),
+        provokes: Vec::new(),
         landed: stopped,
         proof: format!(
             "SIGSTOP: {}; SIGCONT: {}",

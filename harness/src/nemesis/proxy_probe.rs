@@ -87,6 +87,7 @@ pub async fn gzip_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRec
         service: svc.name.clone(),
         injected_at,
         healed_at: None,
+        provokes: Vec::new(),
         landed,
         proof: if landed {
             proof
@@ -151,6 +152,7 @@ pub async fn cache_probe(n: &Nemesis<'_>, index: usize, target: &str) -> FaultRe
         service: svc.name.clone(),
         injected_at,
         healed_at: None,
+        provokes: Vec::new(),
         landed,
         proof: format!(
             "5 GETs of {}: {}; backend counted {} on {backend_path}",
@@ -203,6 +205,7 @@ pub async fn backend_traffic(n: &Nemesis<'_>, index: usize, target: &str, window
         service: target.to_string(),
         injected_at,
         healed_at: Some(n.now()),
+        provokes: Vec::new(),
         landed,
         proof: format!(
             "{client_requests} requests through the proxy; backends counted {} requests on {} new connections; \

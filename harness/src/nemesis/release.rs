@@ -121,6 +121,7 @@ pub async fn release_step(n: &Nemesis<'_>, index: usize, step: Step, spec: &Faul
         service: decl.service.clone(),
         injected_at,
         healed_at: observation.ended_at,
+        provokes: Vec::new(),
         landed,
         proof,
         detail: FaultDetail::Release(observation),

@@ -26,7 +26,8 @@ pub async fn run_schedule(n: &Nemesis<'_>, faults: &[FaultSpec]) {
             n.recorder
                 .log_excerpt(format!("fault #{index}: {} ({service})", first.label), excerpt);
         }
-        for record in records {
+        for mut record in records {
+            record.provokes = spec.alerts.clone();
             (n.announce)(format!(
                 "fault #{} {}: {} ({})",
                 record.index,
@@ -37,6 +38,11 @@ pub async fn run_schedule(n: &Nemesis<'_>, faults: &[FaultSpec]) {
             n.recorder.fault(record);
         }
     }
+}
+
+/// How long a Redis fault holds its condition.
+fn hold(spec: &FaultSpec) -> Duration {
+    Duration::from_secs_f64(spec.duration_s.unwrap_or(8.0))
 }
 
 fn log_size(n: &Nemesis<'_>, service: &str) -> u64 {
@@ -138,11 +144,27 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
             vec![super::cert_swap::cert_swap(n, index, &spec.target, &cert).await]
         }
         FaultAction::BrokenReload => vec![super::broken_reload::broken_reload(n, index, &spec.target).await],
-        FaultAction::Flood => vec![super::flood::flood(n, index, spec.count.unwrap_or(300), spec.task_ms.unwrap_or(20)).await],
+        FaultAction::Flood => vec![super::flood::flood(n, index, spec.count.unwrap_or(300), spec.task_ms.unwrap_or(20), spec.failing).await],
         FaultAction::Deploy => vec![release_step(n, index, Step::Deploy, spec).await],
         FaultAction::Switch => vec![release_step(n, index, Step::Switch, spec).await],
         FaultAction::Canary => vec![release_step(n, index, Step::Canary, spec).await],
         FaultAction::Rollback => vec![release_step(n, index, Step::Rollback, spec).await],
         FaultAction::Releases => vec![release_step(n, index, Step::Releases, spec).await],
+        FaultAction::Traffic => {
+            let ask = super::traffic::TrafficAsk {
+                endpoint: spec.endpoint.clone().unwrap_or_default(),
+                concurrency: spec.concurrency.unwrap_or(2),
+                duration: Duration::from_secs_f64(spec.duration_s.unwrap_or(10.0)),
+                ms: spec.ms.unwrap_or(2500),
+                mb: spec.mb.unwrap_or(220),
+            };
+            vec![super::traffic::traffic(n, index, &spec.target, &ask).await]
+        }
+        FaultAction::RedisFill => vec![super::redis_stress::fill(n, index, hold(spec)).await],
+        FaultAction::RedisConnections => {
+            vec![super::redis_stress::connections(n, index, spec.count.unwrap_or(1050), hold(spec)).await]
+        }
+        FaultAction::RedisSlow => vec![super::redis_stress::slow(n, index, spec.ms.unwrap_or(300)).await],
+        FaultAction::RedisSaveFail => vec![super::redis_stress::save_fail(n, index, hold(spec)).await],
     }
 }

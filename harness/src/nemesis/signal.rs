@@ -54,6 +54,7 @@ pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Sig
         service: service.to_string(),
         injected_at,
         healed_at: None,
+        provokes: Vec::new(),
         landed: true,
         proof: format!(
             "{}{} delivered to pid {pid} (kill(2) returned 0) with {in_flight} load requests in flight",

@@ -4,7 +4,7 @@
 //! declares beside an alert). A watcher samples both into the history while a
 //! scenario runs; checkers and the nemesis read only those samples.
 
-use crate::history::{AlertSample, DeclaredAlert, Micros, Recorder, RuleState};
+use crate::history::{AlertSample, DeclaredAlert, Micros, Recorder, RuleDef, RuleState};
 use crate::manifest::Manifest;
 use crate::stack::Backend;
 use serde::Deserialize;
@@ -29,6 +29,9 @@ pub struct AlertRule {
     pub state: String,
     /// Unix seconds of the group's last evaluation (None: not yet evaluated).
     pub last_evaluation: Option<f64>,
+    /// The rule's PromQL expression and its `for:` in seconds.
+    pub expr: String,
+    pub for_s: f64,
 }
 
 #[derive(Deserialize)]
@@ -60,6 +63,10 @@ struct RawRule {
     state: Option<String>,
     #[serde(default, rename = "lastEvaluation")]
     last_evaluation: Option<String>,
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    duration: f64,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +112,8 @@ impl PromApi {
                 name: r.name,
                 state: r.state.unwrap_or_else(|| "inactive".into()),
                 last_evaluation: r.last_evaluation.as_deref().and_then(parse_rfc3339),
+                expr: r.query,
+                for_s: r.duration,
             })
             .collect())
     }
@@ -177,7 +186,11 @@ impl AlertWatcher {
                 )
             })
             .collect();
-        recorder.monitoring_declared(format!("{} (Prometheus API on {addr})", m.service), declared.clone());
+        recorder.monitoring_declared(
+            format!("{} (Prometheus API on {addr})", m.service),
+            declared.clone(),
+            m.time_scale,
+        );
         let api = PromApi::new(addr);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
@@ -234,7 +247,15 @@ async fn sample(api: &PromApi, declared: &BTreeMap<String, DeclaredAlert>, recor
                 let mut names: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
                 names.sort();
                 names.dedup();
-                recorder.rules_loaded(names);
+                let defs = rules
+                    .iter()
+                    .map(|r| RuleDef {
+                        name: r.name.clone(),
+                        expr: r.expr.clone(),
+                        for_s: r.for_s,
+                    })
+                    .collect();
+                recorder.rules_loaded(names, defs);
                 *rules_recorded = true;
             }
             for r in &rules {

@@ -135,6 +135,7 @@ fn shutdown_history() -> History {
             service: "app".to_string(),
             injected_at: 10_000_000,
             healed_at: None,
+            provokes: Vec::new(),
             landed: true,
             proof: "pid 4242 exited after the signal".to_string(),
             detail: FaultDetail::Signal {

@@ -1,0 +1,336 @@
+//! The section-5 alerts other than AL-CERT, judged the same way: the rule the
+//! stack declares for the requirement is read statically (threshold,
+//! comparison, `for:`, see `alert_rules`), it fires within the deadline once
+//! a fault the scenario names in `alerts = [...]` has made its condition
+//! hold, it resolves within the deadline once the condition is gone, and it
+//! is silent when nothing provokes it. All from the monitoring samples that
+//! `observe::prometheus` takes from the stack's own Prometheus.
+
+use super::alert_rules::{self, LoadedRule, RuleOutcome};
+use super::alerts::firing;
+use super::verdict::{Outcome, Verdict};
+use super::{CheckInput, ms};
+use crate::history::{AlertSample, FaultRecord, History, Micros};
+
+/// A calm stretch proves silence only when it outlasts the rule's `for:` and
+/// its rate windows; the reference's windows are 10 s, a common choice 30 s.
+const CALM_MIN_S: f64 = 20.0;
+
+/// When one provocation's alert changed state, relative to its condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timing {
+    pub fault: String,
+    pub pending_after_ms: Option<u64>,
+    pub fired_after_ms: Option<u64>,
+    /// After the condition ended (None: not yet, or the condition never ended).
+    pub resolved_after_ms: Option<u64>,
+}
+
+fn answered(h: &History) -> impl Iterator<Item = &AlertSample> {
+    h.monitoring.samples.iter().filter(|s| s.error.is_none())
+}
+
+fn state_in(s: &AlertSample, alert: &str) -> &'static str {
+    if firing(s, alert) {
+        "firing"
+    } else if s.rules.get(alert).is_some_and(|r| r.state == "pending") {
+        "pending"
+    } else {
+        "inactive"
+    }
+}
+
+/// The end of a fault's condition: when the harness undid it, if it did.
+fn condition_end(f: &FaultRecord) -> Option<Micros> {
+    f.healed_at
+}
+
+/// Judge one provocation; `Err` is a failed or inconclusive part with its reason.
+fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Micros) -> (Outcome, String, Timing) {
+    let origin = h.load_window.map(|w| w.0).unwrap_or(0);
+    let rel = |at: Micros| super::rel(at, origin);
+    let mut timing = Timing {
+        fault: f.label.clone(),
+        pending_after_ms: None,
+        fired_after_ms: None,
+        resolved_after_ms: None,
+    };
+    if !f.landed {
+        return (
+            Outcome::Inconclusive,
+            format!("fault #{} {} did not make the condition hold: {}", f.index, f.label, f.proof),
+            timing,
+        );
+    }
+    let from = f.injected_at;
+    if super::alerts::firing_before(&h.monitoring.samples, alert, from) {
+        return (
+            Outcome::Inconclusive,
+            format!("`{alert}` was already firing when fault #{} {} began at {}", f.index, f.label, rel(from)),
+            timing,
+        );
+    }
+    let after: Vec<&AlertSample> = answered(h).filter(|s| s.at >= from).collect();
+    timing.pending_after_ms = after
+        .iter()
+        .find(|s| state_in(s, alert) != "inactive")
+        .map(|s| ms(s.at - from));
+    let fired = after.iter().find(|s| firing(s, alert)).map(|s| s.at);
+    let Some(fired_at) = fired else {
+        let last = after.last().map(|s| s.at).unwrap_or(from);
+        let outcome = if last.saturating_sub(from) < deadline_us {
+            Outcome::Inconclusive
+        } else {
+            Outcome::Fail
+        };
+        return (
+            outcome,
+            format!(
+                "`{alert}` never fired in the {} ms after fault #{} {} began ({}; {})",
+                ms(last.saturating_sub(from)),
+                f.index,
+                f.label,
+                f.proof,
+                match timing.pending_after_ms {
+                    Some(p) => format!("pending after {p} ms"),
+                    None => "never even pending".into(),
+                }
+            ),
+            timing,
+        );
+    };
+    timing.fired_after_ms = Some(ms(fired_at - from));
+    if fired_at - from > deadline_us {
+        return (
+            Outcome::Fail,
+            format!(
+                "`{alert}` fired {} ms after fault #{} {} began, later than the {} ms allowed",
+                ms(fired_at - from),
+                f.index,
+                f.label,
+                ms(deadline_us)
+            ),
+            timing,
+        );
+    }
+    let fired_line = format!("fired {} ms after fault #{} {} began ({})", ms(fired_at - from), f.index, f.label, f.proof);
+    let Some(end) = condition_end(f) else {
+        return (Outcome::Pass, fired_line, timing);
+    };
+    let since = end.max(fired_at);
+    let resolved = answered(h).find(|s| s.at >= since && !firing(s, alert)).map(|s| s.at);
+    match resolved {
+        Some(r) if r - end <= deadline_us => {
+            timing.resolved_after_ms = Some(ms(r - end));
+            (
+                Outcome::Pass,
+                format!("{fired_line}; resolved {} ms after the condition ended at {}", ms(r - end), rel(end)),
+                timing,
+            )
+        }
+        Some(r) => {
+            timing.resolved_after_ms = Some(ms(r - end));
+            (
+                Outcome::Fail,
+                format!(
+                    "{fired_line}; resolved only {} ms after the condition ended (allowed: {} ms)",
+                    ms(r - end),
+                    ms(deadline_us)
+                ),
+                timing,
+            )
+        }
+        None => {
+            let last = answered(h).last().map(|s| s.at).unwrap_or(end);
+            let outcome = if last.saturating_sub(end) < deadline_us {
+                Outcome::Inconclusive
+            } else {
+                Outcome::Fail
+            };
+            (
+                outcome,
+                format!(
+                    "{fired_line}; still firing {} ms after the condition ended at {}",
+                    ms(last.saturating_sub(end)),
+                    rel(end)
+                ),
+                timing,
+            )
+        }
+    }
+}
+
+/// Every provocation's timing for `id`, for the report's time-to-fire table.
+pub fn timings(h: &History, id: &str, deadline_ms: u64) -> Vec<Timing> {
+    let Some(alert) = h.monitoring.declared.as_ref().and_then(|d| d.get(id)).map(|d| d.alert.clone()) else {
+        return Vec::new();
+    };
+    h.faults
+        .iter()
+        .filter(|f| f.provokes.iter().any(|p| p == id))
+        .map(|f| judge_provocation(h, &alert, f, deadline_ms * 1000).2)
+        .collect()
+}
+
+/// The static reading of the declared rule(s): `Err` is the verdict to give.
+fn read_declared_rule(id: &str, alert: &str, h: &History, max_for_s: f64) -> Result<String, (Outcome, String)> {
+    let defs: Vec<_> = h.monitoring.rule_defs.iter().filter(|r| r.name == alert).collect();
+    if defs.is_empty() {
+        return Err((
+            Outcome::Inconclusive,
+            format!("the monitoring did not report the expression of `{alert}`"),
+        ));
+    }
+    let scale = if h.monitoring.time_scale > 0.0 { h.monitoring.time_scale } else { 1.0 };
+    let readings: Vec<_> = defs
+        .iter()
+        .map(|d| {
+            let rule = LoadedRule {
+                name: d.name.clone(),
+                expr: d.expr.clone(),
+                for_s: d.for_s,
+            };
+            alert_rules::read_rule(id, &rule, scale, max_for_s)
+        })
+        .collect();
+    if let Some(ok) = readings.iter().find(|r| matches!(r.outcome, RuleOutcome::Conforms)) {
+        return Ok(format!("rule `{alert}`: `{}` (for: {} s): {}", ok.expr, ok.for_s, ok.explanation));
+    }
+    let worst = readings
+        .iter()
+        .find(|r| matches!(r.outcome, RuleOutcome::Differs))
+        .unwrap_or(&readings[0]);
+    let outcome = match worst.outcome {
+        RuleOutcome::Differs => Outcome::Fail,
+        _ => Outcome::Inconclusive,
+    };
+    Err((
+        outcome,
+        format!("rule `{alert}`: `{}` (for: {} s): {}", worst.expr, worst.for_s, worst.explanation),
+    ))
+}
+
+pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
+    let h = input.history;
+    let mon = &h.monitoring;
+    let deadline_ms = input.settings.alert_deadline_ms;
+    let condition = alert_rules::standard_condition(id).unwrap_or("its condition");
+    let expected = format!(
+        "the stack's alert for {id} ({condition}) has the standard's threshold, fires within {deadline_ms} ms of its condition starting, \
+         resolves within {deadline_ms} ms of it ending, and never fires without it"
+    );
+    let verdict = |outcome, measured: String| Verdict::new(id, outcome, measured, expected.clone());
+    let Some(declared) = &mon.declared else {
+        return verdict(
+            Outcome::Fail,
+            format!(
+                "the stack has no monitoring ([monitoring] is not declared): nothing raises an alert for {condition}; \
+                 declare [monitoring] service/port and [monitoring.alerts] {id} = {{ alert = \"...\" }} if it has one"
+            ),
+        );
+    };
+    let Some(decl) = declared.get(id) else {
+        let others: Vec<String> = declared.iter().map(|(i, d)| format!("{i}: {}", d.alert)).collect();
+        return verdict(
+            Outcome::Fail,
+            format!(
+                "the stack's monitoring declares no alert for {id} (it declares: {}): nothing raises one for {condition}",
+                if others.is_empty() { "none".into() } else { others.join(", ") }
+            ),
+        );
+    };
+    let alert = decl.alert.as_str();
+    if answered(h).next().is_none() {
+        let why = mon
+            .samples
+            .iter()
+            .find_map(|s| s.error.clone())
+            .unwrap_or_else(|| "no sample was taken".into());
+        return verdict(Outcome::Inconclusive, format!("the monitoring ({}) never answered: {why}", mon.source));
+    }
+    if let Some(rules) = &mon.rules_loaded
+        && !rules.iter().any(|r| r == alert)
+    {
+        return verdict(
+            Outcome::Fail,
+            format!(
+                "the monitoring has no alerting rule named `{alert}` (loaded: {}): nothing raises the alert the stack declares for {id}",
+                if rules.is_empty() { "none".into() } else { rules.join(", ") }
+            ),
+        );
+    }
+    // A `for:` longer than the deadline leaves no time for scraping and evaluation.
+    let max_for_s = deadline_ms as f64 / 1000.0;
+    let rule_line = match read_declared_rule(id, alert, h, max_for_s) {
+        Ok(line) => line,
+        Err((outcome, why)) => return verdict(outcome, why),
+    };
+    let origin = h.load_window.map(|w| w.0).unwrap_or(0);
+    let first_fault = h.faults.iter().map(|f| f.injected_at).min();
+    let calm: Vec<&AlertSample> = answered(h).filter(|s| first_fault.is_none_or(|t| s.at < t)).collect();
+    if let Some(s) = calm.iter().find(|s| firing(s, alert)) {
+        return verdict(
+            Outcome::Fail,
+            format!(
+                "`{alert}` fired at {} with no fault injected yet: a false alarm (its condition, {condition}, did not hold)",
+                super::rel(s.at, origin)
+            ),
+        )
+        .with_evidence(rule_line);
+    }
+    let provocations: Vec<&FaultRecord> = h.faults.iter().filter(|f| f.provokes.iter().any(|p| p == id)).collect();
+    if provocations.is_empty() {
+        let calm_s = match (calm.first(), calm.last()) {
+            (Some(a), Some(b)) => (b.at - a.at) as f64 / 1e6,
+            _ => 0.0,
+        };
+        let silent = format!("`{alert}` was silent for {calm_s:.0} s of steady load with no fault");
+        return if first_fault.is_none() && calm_s >= CALM_MIN_S {
+            verdict(Outcome::Pass, format!("{silent}; {rule_line}"))
+        } else {
+            verdict(
+                Outcome::Inconclusive,
+                format!(
+                    "no fault of this scenario provokes {id} (`alerts = [\"{id}\"]`) and the calm stretch ({calm_s:.0} s) is shorter than {CALM_MIN_S} s or ends in a fault: nothing shows it fires or stays silent"
+                ),
+            )
+            .with_evidence(rule_line)
+        };
+    }
+    let parts: Vec<(Outcome, String, Timing)> = provocations
+        .iter()
+        .map(|f| judge_provocation(h, alert, f, deadline_ms * 1000))
+        .collect();
+    let worst = parts.iter().map(|p| p.0).max().unwrap_or(Outcome::Inconclusive);
+    let measured = parts
+        .iter()
+        .find(|p| p.0 == worst)
+        .map(|p| p.1.clone())
+        .unwrap_or_default();
+    verdict(worst, measured)
+        .with_evidence(rule_line)
+        .with_evidences(parts.iter().map(|p| format!("{}: {}", p.0, p.1)))
+}
+
+macro_rules! alert_checks {
+    ($($name:ident => $id:literal),* $(,)?) => {
+        $(pub fn $name(input: &CheckInput<'_>) -> Verdict { judge($id, input) })*
+    };
+}
+
+alert_checks! {
+    al_err => "AL-ERR",
+    al_p95 => "AL-P95",
+    al_cpu => "AL-CPU",
+    al_mem => "AL-MEM",
+    al_task_time => "AL-TASK-TIME",
+    al_task_fail => "AL-TASK-FAIL",
+    al_queue => "AL-QUEUE",
+    al_worker => "AL-WORKER",
+    al_ngx_5xx => "AL-NGX-5XX",
+    al_ngx_429 => "AL-NGX-429",
+    al_rds_mem => "AL-RDS-MEM",
+    al_rds_conn => "AL-RDS-CONN",
+    al_rds_slow => "AL-RDS-SLOW",
+    al_rds_persist => "AL-RDS-PERSIST",
+}
