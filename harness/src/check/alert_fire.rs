@@ -40,9 +40,26 @@ fn state_in(s: &AlertSample, alert: &str) -> &'static str {
     }
 }
 
-/// The end of a fault's condition: when the harness undid it, if it did.
-fn condition_end(f: &FaultRecord) -> Option<Micros> {
-    f.healed_at
+/// The end of a fault's condition: when the harness undid it, or later, the
+/// last load request that failed before the next fault began. A proxy that
+/// keeps a dead upstream marked down (nginx's `fail_timeout`) goes on
+/// answering 5xx after the upstream is back; its alert is right to go on firing.
+fn condition_end(h: &History, f: &FaultRecord) -> Option<Micros> {
+    let healed = f.healed_at?;
+    let next = h
+        .faults
+        .iter()
+        .map(|g| g.injected_at)
+        .filter(|t| *t > f.injected_at)
+        .min()
+        .unwrap_or(Micros::MAX);
+    let last_failed = h
+        .requests
+        .iter()
+        .filter(|r| r.start >= f.injected_at && r.end < next && r.status >= 500)
+        .map(|r| r.end)
+        .max();
+    Some(last_failed.map_or(healed, |l| l.max(healed)))
 }
 
 /// Judge one provocation; `Err` is a failed or inconclusive part with its reason.
@@ -114,7 +131,7 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
         );
     }
     let fired_line = format!("fired {} ms after fault #{} {} began ({})", ms(fired_at - from), f.index, f.label, f.proof);
-    let Some(end) = condition_end(f) else {
+    let Some(end) = condition_end(h, f) else {
         return (Outcome::Pass, fired_line, timing);
     };
     let since = end.max(fired_at);

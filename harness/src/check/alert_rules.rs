@@ -38,94 +38,52 @@ pub struct RuleReading {
     pub explanation: String,
 }
 
-/// How a duration requirement is stated.
-#[derive(Clone, Copy)]
-struct Dur {
-    seconds: f64,
-    unit: &'static str,
-    unit_s: f64,
-    /// Multiplied by the stack's time scale (AL-TASK-TIME's 30 minutes).
-    scaled: bool,
-    /// The measured side must be a 95th percentile.
-    p95: bool,
-}
-
 #[derive(Clone, Copy)]
 enum Kind {
     /// A fraction (0.05 = 5 %).
     Ratio(f64),
-    Duration(Dur),
+    /// `seconds` as the standard says it in `unit` (`unit_s` seconds each);
+    /// `scaled`: times the stack's time scale (AL-TASK-TIME); `p95`: the
+    /// measured side must be a 95th percentile.
+    Duration {
+        seconds: f64,
+        unit: &'static str,
+        unit_s: f64,
+        scaled: bool,
+        p95: bool,
+    },
     Count(f64),
-    /// At least this many days' warning (the standard gives none, finding 13).
+    /// At least this many days' warning (the standard gives no threshold, finding 13).
     CertDays(f64),
-    /// No threshold: anything readable watches it.
+    /// No threshold: any readable expression watches it.
     Watch,
     Selects429,
     Persist,
 }
 
-const fn dur(seconds: f64, unit: &'static str, unit_s: f64, scaled: bool, p95: bool) -> Kind {
-    Kind::Duration(Dur {
-        seconds,
-        unit,
-        unit_s,
-        scaled,
-        p95,
-    })
-}
+use Kind::*;
 
 /// Section 5: (ID, condition, what the measured side is, what is asked).
+#[rustfmt::skip]
 const STANDARD: &[(&str, &str, &str, Kind)] = &[
-    ("AL-ERR", "error rate > 5 %", "error rate", Kind::Ratio(0.05)),
-    (
-        "AL-P95",
-        "P95 response time > 2 s",
-        "P95 response time",
-        dur(2.0, "s", 1.0, false, true),
-    ),
-    ("AL-CPU", "CPU > 80 %", "CPU", Kind::Ratio(0.8)),
-    ("AL-MEM", "memory > 80 %", "memory", Kind::Ratio(0.8)),
-    (
-        "AL-TASK-TIME",
-        "task run time > 30 minutes",
-        "task run time",
-        dur(1800.0, "minutes", 60.0, true, false),
-    ),
-    ("AL-TASK-FAIL", "task failure rate > 10 %", "task failure rate", Kind::Ratio(0.1)),
-    ("AL-QUEUE", "queue length > 100", "queue length", Kind::Count(100.0)),
-    ("AL-WORKER", "worker down", "worker", Kind::Watch),
-    ("AL-NGX-5XX", "nginx 5xx rate > 1 %", "nginx 5xx rate", Kind::Ratio(0.01)),
-    (
-        "AL-NGX-429",
-        "rate-limit rejections (429) counted and visible",
-        "rejections",
-        Kind::Selects429,
-    ),
-    (
-        "AL-RDS-MEM",
-        "Redis memory > 80 % of maxmemory",
-        "Redis memory (of maxmemory)",
-        Kind::Ratio(0.8),
-    ),
-    ("AL-RDS-CONN", "Redis connections > 1000", "Redis connections", Kind::Count(1000.0)),
-    (
-        "AL-RDS-SLOW",
-        "Redis command time > 100 ms",
-        "Redis command time",
-        dur(0.1, "ms", 0.001, false, false),
-    ),
-    (
-        "AL-RDS-PERSIST",
-        "a failing AOF write or RDB save is reported",
-        "persistence",
-        Kind::Persist,
-    ),
-    (
-        "AL-CERT",
-        "served certificate expiring in < 14 days",
-        "certificate validity left",
-        Kind::CertDays(14.0),
-    ),
+    ("AL-ERR", "error rate > 5 %", "error rate", Ratio(0.05)),
+    ("AL-P95", "P95 response time > 2 s", "P95 response time",
+        Duration { seconds: 2.0, unit: "s", unit_s: 1.0, scaled: false, p95: true }),
+    ("AL-CPU", "CPU > 80 %", "CPU", Ratio(0.8)),
+    ("AL-MEM", "memory > 80 %", "memory", Ratio(0.8)),
+    ("AL-TASK-TIME", "task run time > 30 minutes", "task run time",
+        Duration { seconds: 1800.0, unit: "minutes", unit_s: 60.0, scaled: true, p95: false }),
+    ("AL-TASK-FAIL", "task failure rate > 10 %", "task failure rate", Ratio(0.1)),
+    ("AL-QUEUE", "queue length > 100", "queue length", Count(100.0)),
+    ("AL-WORKER", "worker down", "worker", Watch),
+    ("AL-NGX-5XX", "nginx 5xx rate > 1 %", "nginx 5xx rate", Ratio(0.01)),
+    ("AL-NGX-429", "rate-limit rejections (429) counted and visible", "rejections", Selects429),
+    ("AL-RDS-MEM", "Redis memory > 80 % of maxmemory", "Redis memory (of maxmemory)", Ratio(0.8)),
+    ("AL-RDS-CONN", "Redis connections > 1000", "Redis connections", Count(1000.0)),
+    ("AL-RDS-SLOW", "Redis command time > 100 ms", "Redis command time",
+        Duration { seconds: 0.1, unit: "ms", unit_s: 0.001, scaled: false, p95: false }),
+    ("AL-RDS-PERSIST", "a failing AOF write or RDB save is reported", "persistence", Persist),
+    ("AL-CERT", "served certificate expiring in < 14 days", "certificate validity left", CertDays(14.0)),
 ];
 
 /// The standard's condition for an ID, as a sentence ("error rate > 5 %").
@@ -218,7 +176,7 @@ fn judge(ast: &Expr, condition: &str, subject: &str, kind: Kind, scale: f64) -> 
     };
     let sels = selectors(ast);
     match kind {
-        Kind::Watch => {
+        Watch => {
             let watched: Vec<String> = sels.iter().map(|s| format!("`{s}`")).collect();
             let watched = if watched.is_empty() {
                 format!("`{ast}`")
@@ -230,7 +188,7 @@ fn judge(ast: &Expr, condition: &str, subject: &str, kind: Kind, scale: f64) -> 
                 format!("watches {watched}; the standard gives no threshold for {condition}, so a readable rule conforms"),
             );
         }
-        Kind::Selects429 => {
+        Selects429 => {
             let hit = sels.iter().flat_map(|s| matchers(s)).find(|m| selects_429(m));
             return match hit {
                 Some(m) => found(RuleOutcome::Conforms, format!("counts 429 responses (`{m}`): {condition}")),
@@ -240,23 +198,22 @@ fn judge(ast: &Expr, condition: &str, subject: &str, kind: Kind, scale: f64) -> 
                 ),
             };
         }
-        Kind::Persist => {
+        Persist => {
             let names: Vec<&str> = sels.iter().filter_map(|s| metric_name(s)).collect();
-            let rdb: Vec<&str> = names.iter().copied().filter(|n| n.to_lowercase().contains("rdb")).collect();
-            let aof: Vec<&str> = names.iter().copied().filter(|n| n.to_lowercase().contains("aof")).collect();
-            let (outcome, text) = match (rdb.first(), aof.first()) {
-                (Some(r), Some(a)) => (RuleOutcome::Conforms, format!("watches RDB saves (`{r}`) and AOF writes (`{a}`)")),
+            let find = |tag: &str| names.iter().find(|n| n.to_lowercase().contains(tag)).map(|n| format!("`{n}`"));
+            let (outcome, text) = match (find("rdb"), find("aof")) {
+                (Some(r), Some(a)) => (RuleOutcome::Conforms, format!("watches RDB saves ({r}) and AOF writes ({a})")),
                 (Some(r), None) => (
                     RuleOutcome::Differs,
-                    format!("watches RDB saves only (`{r}`): a failing AOF write goes unreported"),
+                    format!("watches RDB saves only ({r}): a failing AOF write goes unreported"),
                 ),
                 (None, Some(a)) => (
                     RuleOutcome::Differs,
-                    format!("watches AOF writes only (`{a}`): a failing RDB save goes unreported"),
+                    format!("watches AOF writes only ({a}): a failing RDB save goes unreported"),
                 ),
                 (None, None) => (
                     RuleOutcome::Differs,
-                    format!("watches neither RDB saves nor AOF writes (metrics: {})", names.join(", ")),
+                    format!("watches neither RDB saves nor AOF writes ({})", names.join(", ")),
                 ),
             };
             return found(outcome, format!("{text}; the standard asks that {condition}"));
@@ -290,21 +247,25 @@ fn judge(ast: &Expr, condition: &str, subject: &str, kind: Kind, scale: f64) -> 
 /// One comparison in the standard's terms.
 fn judge_cmp(c: &Cmp<'_>, condition: &str, subject: &str, kind: Kind, scale: f64) -> Finding {
     let shown = c.shown();
-    let cert = matches!(kind, Kind::CertDays(_));
+    let cert = matches!(kind, CertDays(_));
     let mut notes = Vec::new();
     // `k` turns the written number into the standard's unit (read = value * k);
     // `expected` is the standard's number in that unit.
     let (k, expected, unit) = match kind {
-        Kind::Ratio(frac) => {
+        Ratio(frac) => {
             // Only a multiplication is a unit change: `x / 268435456` makes the ratio.
             let (_, m) = peel(c.measured, false);
             (100.0 / m, frac * 100.0, "%")
         }
-        Kind::Count(n) => (1.0, n, ""),
-        Kind::Duration(d) => {
-            if d.p95
-                && let Err(why) = is_p95(c.measured)
-            {
+        Count(n) => (1.0, n, ""),
+        Duration {
+            seconds,
+            unit,
+            unit_s: per_unit,
+            scaled,
+            p95,
+        } => {
+            if p95 && let Err(why) = is_p95(c.measured) {
                 let short = format!("`{shown}` on {why}");
                 let text = format!("{short}: the standard's alert is for {condition}");
                 return Finding {
@@ -318,17 +279,17 @@ fn judge_cmp(c: &Cmp<'_>, condition: &str, subject: &str, kind: Kind, scale: f64
             let (inner, m) = peel(c.measured, true);
             let (unit_s, note) = time_unit(inner);
             notes.extend(note);
-            let at = if d.scaled { scale } else { 1.0 };
-            if d.scaled && scale != 1.0 {
-                notes.push(format!("time scale {}: {} s", num(scale), num(d.seconds * scale)));
+            let at = if scaled { scale } else { 1.0 };
+            if scaled && scale != 1.0 {
+                notes.push(format!("time scale {}: {} s", num(scale), num(seconds * scale)));
             }
-            (unit_s / (m * at * d.unit_s), d.seconds / d.unit_s, d.unit)
+            (unit_s / (m * at * per_unit), seconds / per_unit, unit)
         }
-        Kind::CertDays(days) => {
+        CertDays(days) => {
             let (_, m) = peel(c.measured, true);
             (1.0 / (m * 86400.0), days, "days")
         }
-        Kind::Watch | Kind::Selects429 | Kind::Persist => unreachable!("judged without a threshold"),
+        Watch | Selects429 | Persist => unreachable!("judged without a threshold"),
     };
     // Rounded to 12 digits: 3.6 / 0.002 / 60 is 30, not 30.000000000000004.
     let read = format!("{:.11e}", c.value * k).parse::<f64>().unwrap_or(c.value * k);
@@ -352,7 +313,7 @@ fn judge_cmp(c: &Cmp<'_>, condition: &str, subject: &str, kind: Kind, scale: f64
     }
     // An earlier certificate warning still warns; every other number is the standard's or not.
     if !(close(read, expected) || (cert && read > expected)) {
-        if matches!(kind, Kind::Ratio(_)) && close(c.value, expected) {
+        if matches!(kind, Ratio(_)) && close(c.value, expected) {
             notes.insert(
                 0,
                 format!("{} is the percentage, but the ratio is not multiplied by 100", num(c.value)),
@@ -599,223 +560,164 @@ fn fmt_duration(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use RuleOutcome::*;
 
-    fn read_scaled(id: &str, expr: &str, for_s: f64, scale: f64) -> RuleReading {
+    /// Read `expr` for `id` (deadline room: 20 s), assert the outcome and that
+    /// the explanation says `says`.
+    fn expect_at(id: &str, expr: &str, for_s: f64, scale: f64, want: RuleOutcome, says: &str) -> RuleReading {
         let rule = LoadedRule {
             name: "Alert".into(),
             expr: expr.into(),
             for_s,
         };
-        read_rule(id, &rule, scale, 20.0)
+        let r = read_rule(id, &rule, scale, 20.0);
+        assert_eq!(r.outcome, want, "{id}: `{expr}`: {}", r.explanation);
+        assert!(r.explanation.contains(says), "{id}: `{expr}`: {:?} lacks {says:?}", r.explanation);
+        r
     }
 
-    fn read(id: &str, expr: &str) -> RuleReading {
-        read_scaled(id, expr, 1.0, 1.0)
-    }
-
-    fn assert_outcome(r: &RuleReading, want: RuleOutcome) {
-        assert_eq!(r.outcome, want, "{}: `{}`: {}", r.id, r.expr, r.explanation);
+    /// `expect_at` with `for: 1s`, in real time.
+    fn expect(id: &str, expr: &str, want: RuleOutcome, says: &str) -> RuleReading {
+        expect_at(id, expr, 1.0, 1.0, want, says)
     }
 
     #[test]
+    #[rustfmt::skip]
     fn conforming_form_of_each_id_conforms() {
         let cases = [
-            (
-                "AL-ERR",
-                r#"sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s])) > 0.05"#,
-                Some(5.0),
-            ),
-            (
-                "AL-P95",
-                "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[30s]))) > 2",
-                Some(2.0),
-            ),
+            ("AL-ERR", r#"sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s])) > 0.05"#, Some(5.0)),
+            ("AL-P95", "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket[30s]))) > 2", Some(2.0)),
             ("AL-CPU", "rate(process_cpu_seconds_total[10s]) > 0.8", Some(80.0)),
-            (
-                "AL-MEM",
-                "max by (instance) (process_resident_memory_bytes) / (256 * 1024 * 1024) > 0.8",
-                Some(80.0),
-            ),
-            (
-                "AL-TASK-FAIL",
-                r#"sum(rate(flower_events_total{type="task-failed"}[5s])) / sum(rate(flower_events_total[5s])) > 0.1"#,
-                Some(10.0),
-            ),
+            ("AL-MEM", "max by (instance) (process_resident_memory_bytes) / (256 * 1024 * 1024) > 0.8", Some(80.0)),
+            ("AL-TASK-FAIL", r#"sum(rate(flower_events_total{type="task-failed"}[5s])) / sum(rate(flower_events_total[5s])) > 0.1"#, Some(10.0)),
             ("AL-QUEUE", r#"sum(redis_key_size{key=~"celery.*"}) > 100"#, Some(100.0)),
             ("AL-WORKER", r#"up{job="worker"} == 0"#, None),
-            (
-                "AL-NGX-5XX",
-                r#"sum(rate(nginx_http_requests_total{status=~"5.."}[5s])) / sum(rate(nginx_http_requests_total[5s])) > 0.01"#,
-                Some(1.0),
-            ),
-            (
-                "AL-NGX-429",
-                r#"sum(increase(nginx_http_requests_total{status="429"}[5s])) > 0"#,
-                None,
-            ),
-            (
-                "AL-RDS-MEM",
-                "redis_memory_used_bytes / redis_memory_max_bytes > 0.8 and redis_memory_max_bytes > 0",
-                Some(80.0),
-            ),
+            ("AL-NGX-5XX", r#"sum(rate(nginx_http_requests_total{status=~"5.."}[5s])) / sum(rate(nginx_http_requests_total[5s])) > 0.01"#, Some(1.0)),
+            ("AL-NGX-429", r#"sum(increase(nginx_http_requests_total{status="429"}[5s])) > 0"#, None),
+            ("AL-RDS-MEM", "redis_memory_used_bytes / redis_memory_max_bytes > 0.8 and redis_memory_max_bytes > 0", Some(80.0)),
             ("AL-RDS-CONN", "redis_connected_clients > 1000", Some(1000.0)),
-            (
-                "AL-RDS-SLOW",
-                "increase(redis_slowlog_last_id[1m]) > 0 and redis_slowlog_last_slow_execution_duration_seconds > 0.1",
-                Some(100.0),
-            ),
-            (
-                "AL-RDS-PERSIST",
-                "redis_rdb_last_bgsave_status == 0 or redis_aof_last_write_status == 0",
-                None,
-            ),
+            ("AL-RDS-SLOW", "increase(redis_slowlog_last_id[1m]) > 0 and redis_slowlog_last_slow_execution_duration_seconds > 0.1", Some(100.0)),
+            ("AL-RDS-PERSIST", "redis_rdb_last_bgsave_status == 0 or redis_aof_last_write_status == 0", None),
             ("AL-CERT", "probe_ssl_earliest_cert_expiry - time() < 14 * 86400", Some(14.0)),
         ];
         for (id, expr, threshold) in cases {
-            let r = read(id, expr);
-            assert_outcome(&r, RuleOutcome::Conforms);
-            assert_eq!(r.threshold.map(num), threshold.map(num), "{id}: {}", r.explanation);
+            let r = expect(id, expr, Conforms, "");
+            assert_eq!(r.threshold, threshold, "{id}: {}", r.explanation);
             assert!(standard_condition(id).is_some(), "{id} has a condition");
         }
     }
 
     #[test]
     fn task_time_is_scaled_by_the_stacks_time_scale() {
-        let r = read_scaled(
-            "AL-TASK-TIME",
-            "max(celery_worker_oldest_active_task_age_seconds) > 1800 * 0.002",
-            0.0,
-            0.002,
-        );
-        assert_outcome(&r, RuleOutcome::Conforms);
-        assert_eq!(r.threshold.map(num).as_deref(), Some("30"), "in minutes of real time");
-        let real_time = read_scaled(
-            "AL-TASK-TIME",
-            "max(celery_worker_oldest_active_task_age_seconds) > 1800 * 0.002",
-            0.0,
-            1.0,
-        );
-        assert_outcome(&real_time, RuleOutcome::Differs);
+        let expr = "max(celery_worker_oldest_active_task_age_seconds) > 1800 * 0.002";
+        let r = expect_at("AL-TASK-TIME", expr, 0.0, 0.002, Conforms, "30 minutes");
+        assert_eq!(r.threshold, Some(30.0), "in minutes of real time");
+        expect("AL-TASK-TIME", expr, Differs, "`> 1800` here");
     }
 
     #[test]
     fn percent_on_a_multiplied_ratio_and_reversed_sides_conform() {
-        let pct = read(
-            "AL-ERR",
-            r#"100 * (sum(rate(http_requests_total{status=~"5.."}[1m])) / sum(rate(http_requests_total[1m]))) > 5"#,
-        );
-        assert_outcome(&pct, RuleOutcome::Conforms);
-        let reversed = read("AL-RDS-CONN", "1000 < redis_connected_clients");
-        assert_outcome(&reversed, RuleOutcome::Conforms);
-        assert_eq!(reversed.comparison.as_deref(), Some("> 1000"));
+        let pct = r#"100 * (sum(rate(http_requests_total{status=~"5.."}[1m])) / sum(rate(http_requests_total[1m]))) > 5"#;
+        expect("AL-ERR", pct, Conforms, "5 %");
+        let r = expect("AL-RDS-CONN", "1000 < redis_connected_clients", Conforms, "");
+        assert_eq!(r.comparison.as_deref(), Some("> 1000"));
     }
 
     #[test]
     fn summary_quantile_and_milliseconds_are_read() {
-        let r = read("AL-P95", r#"http_request_duration_milliseconds{quantile="0.95"} > 2000"#);
-        assert_outcome(&r, RuleOutcome::Conforms);
+        let expr = r#"http_request_duration_milliseconds{quantile="0.95"} > 2000"#;
+        let r = expect("AL-P95", expr, Conforms, "> 2 s");
         assert_eq!(r.threshold, Some(2.0));
     }
 
     #[test]
     fn greater_or_equal_conforms_with_a_note() {
-        let r = read("AL-RDS-CONN", "redis_connected_clients >= 1000");
-        assert_outcome(&r, RuleOutcome::Conforms);
-        assert!(r.explanation.contains("only at the boundary"), "{}", r.explanation);
+        expect("AL-RDS-CONN", "redis_connected_clients >= 1000", Conforms, "only at the boundary");
     }
 
     #[test]
     fn cert_in_days_with_an_earlier_warning_conforms() {
-        let r = read("AL-CERT", "(probe_ssl_earliest_cert_expiry - time()) / 86400 < 30");
-        assert_outcome(&r, RuleOutcome::Conforms);
+        let r = expect(
+            "AL-CERT",
+            "(probe_ssl_earliest_cert_expiry - time()) / 86400 < 30",
+            Conforms,
+            "finding 13",
+        );
         assert_eq!(r.threshold, Some(30.0));
-        assert!(r.explanation.contains("finding 13"), "{}", r.explanation);
-        assert_outcome(
-            &read("AL-CERT", "(probe_ssl_earliest_cert_expiry - time()) / 86400 < 7"),
-            RuleOutcome::Differs,
+        expect(
+            "AL-CERT",
+            "(probe_ssl_earliest_cert_expiry - time()) / 86400 < 7",
+            Differs,
+            "14 days ahead",
         );
     }
 
     #[test]
     fn error_rate_of_ten_percent_differs() {
-        let r = read(
-            "AL-ERR",
-            r#"sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s])) > 0.10"#,
-        );
-        assert_outcome(&r, RuleOutcome::Differs);
+        let expr = r#"sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s])) > 0.10"#;
+        let r = expect("AL-ERR", expr, Differs, "error rate > 10 %; the standard asks for error rate > 5 %");
         assert_eq!(r.comparison.as_deref(), Some("> 0.1"));
-        assert!(r.explanation.contains("10 %") && r.explanation.contains("5 %"), "{}", r.explanation);
     }
 
     #[test]
     fn p99_differs() {
-        let r = read(
+        let expr = "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[30s]))) > 2";
+        expect(
             "AL-P95",
-            "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[30s]))) > 2",
-        );
-        assert_outcome(&r, RuleOutcome::Differs);
-        assert!(
-            r.explanation.contains("P99") && r.explanation.contains("Flagger"),
-            "{}",
-            r.explanation
+            expr,
+            Differs,
+            "P99, not P95 (the standard says P95; Flagger's default is P99)",
         );
     }
 
     #[test]
     fn percent_threshold_on_an_unmultiplied_ratio_differs() {
-        let r = read(
-            "AL-ERR",
-            r#"sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s])) > 5"#,
-        );
-        assert_outcome(&r, RuleOutcome::Differs);
-        assert!(r.explanation.contains("500 %"), "{}", r.explanation);
+        let expr = r#"sum(rate(http_requests_total{status=~"5.."}[30s])) / sum(rate(http_requests_total[30s])) > 5"#;
+        expect("AL-ERR", expr, Differs, "reads as error rate > 500 %");
     }
 
     #[test]
     fn for_longer_than_the_deadline_allows_differs() {
-        let r = read_scaled("AL-RDS-CONN", "redis_connected_clients > 1000", 3600.0, 1.0);
-        assert_outcome(&r, RuleOutcome::Differs);
-        assert!(
-            r.explanation.starts_with("for: 1h: the alert cannot fire within the deadline"),
-            "{}",
-            r.explanation
-        );
+        let says = "for: 1h: the alert cannot fire within the deadline";
+        expect_at("AL-RDS-CONN", "redis_connected_clients > 1000", 3600.0, 1.0, Differs, says);
     }
 
     #[test]
     fn unparseable_expression_is_unreadable() {
-        let r = read("AL-ERR", "sum(rate(http_requests_total[30s]) > ");
-        assert_outcome(&r, RuleOutcome::Unreadable);
-        assert!(r.explanation.starts_with("the expression does not parse"), "{}", r.explanation);
+        expect(
+            "AL-ERR",
+            "sum(rate(http_requests_total[30s]) > ",
+            Unreadable,
+            "does not parse as PromQL",
+        );
     }
 
     #[test]
     fn no_comparison_with_a_number_or_unknown_id_is_unreadable() {
-        let r = read("AL-QUEUE", "redis_key_size > redis_key_size_limit");
-        assert_outcome(&r, RuleOutcome::Unreadable);
-        assert!(r.explanation.contains("cannot say which threshold"), "{}", r.explanation);
-        assert_outcome(&read("AL-NOPE", "up == 0"), RuleOutcome::Unreadable);
+        let says = "no comparison with a number: cannot say which threshold it uses";
+        expect("AL-QUEUE", "redis_key_size > redis_key_size_limit", Unreadable, says);
+        expect("AL-NOPE", "up == 0", Unreadable, "not an alert of section 5");
         assert_eq!(standard_condition("AL-NOPE"), None);
     }
 
     #[test]
     fn less_than_direction_differs() {
-        let r = read("AL-RDS-CONN", "redis_connected_clients < 1000");
-        assert_outcome(&r, RuleOutcome::Differs);
-        assert!(r.explanation.contains("comparison is `<`"), "{}", r.explanation);
+        expect("AL-RDS-CONN", "redis_connected_clients < 1000", Differs, "the comparison is `<`");
     }
 
     #[test]
     fn rdb_only_differs() {
-        let r = read("AL-RDS-PERSIST", "redis_rdb_last_bgsave_status == 0");
-        assert_outcome(&r, RuleOutcome::Differs);
-        assert!(r.explanation.contains("AOF write goes unreported"), "{}", r.explanation);
+        expect(
+            "AL-RDS-PERSIST",
+            "redis_rdb_last_bgsave_status == 0",
+            Differs,
+            "a failing AOF write goes unreported",
+        );
     }
 
     #[test]
     fn rejections_without_429_differ() {
-        let r = read("AL-NGX-429", r#"sum(rate(nginx_http_requests_total{status=~"5.."}[5s])) > 0"#);
-        assert_outcome(&r, RuleOutcome::Differs);
-        assert!(r.explanation.contains("does not select 429 responses"), "{}", r.explanation);
+        let expr = r#"sum(rate(nginx_http_requests_total{status=~"5.."}[5s])) > 0"#;
+        expect("AL-NGX-429", expr, Differs, "does not select 429 responses");
     }
 }
