@@ -302,12 +302,17 @@ pub enum FaultDetail {
         ready_at: Option<Micros>,
     },
     /// SIGSTOP / SIGCONT.
-    Pause { resumed_at: Option<Micros> },
+    Pause {
+        resumed_at: Option<Micros>,
+    },
     /// Requests sent by the harness at a fixed rate to a rate-limited path (NX-RATE).
     Burst(crate::history::BurstObservation),
     Traffic(crate::history::TrafficObservation),
     /// Redis pushed towards an alert's condition (fill, connections, slow, save-fail).
-    RedisStress { what: String, measured: String },
+    RedisStress {
+        what: String,
+        measured: String,
+    },
     /// Backend counters over a window of proxied load (NX-KEEPALIVE).
     BackendTraffic {
         window_ms: u64,
@@ -323,7 +328,10 @@ pub enum FaultDetail {
         kernel_connections: Option<u64>,
     },
     /// Responses to GETs with and without `Accept-Encoding: gzip` (NX-GZIP).
-    Gzip { answers: Vec<GzipAnswer>, min_length: u32 },
+    Gzip {
+        answers: Vec<GzipAnswer>,
+        min_length: u32,
+    },
     /// Repeated GETs of a cacheable path (NX-CACHE).
     Cache {
         path: String,

@@ -708,13 +708,21 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
                 &field("endpoint"),
                 format!(
                     "expected one of {}, got `{}`",
-                    crate::manifest::ENDPOINT_ROLES.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", "),
+                    crate::manifest::ENDPOINT_ROLES
+                        .iter()
+                        .map(|(r, _)| *r)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     e.get_ref()
                 ),
             ));
         }
         if spec.action == FaultAction::Traffic && spec.endpoint.is_none() {
-            errors.push(err(f.span(), &field("endpoint"), "required for action = \"traffic\": the endpoint role to call".into()));
+            errors.push(err(
+                f.span(),
+                &field("endpoint"),
+                "required for action = \"traffic\": the endpoint role to call".into(),
+            ));
         }
         if let Some(alerts) = &spec.alerts {
             for id in alerts.get_ref() {

@@ -577,6 +577,7 @@ mod tests {
             service: "app".to_string(),
             injected_at,
             healed_at,
+            provokes: Vec::new(),
             landed: index == 0,
             proof: String::new(),
             detail: FaultDetail::Pause { resumed_at: healed_at },

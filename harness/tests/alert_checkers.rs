@@ -58,6 +58,7 @@ fn swap(name: &str, at_ms: u64, before: f64, after: ServedCert, https: HttpsTall
         service: "nginx".into(),
         injected_at: ms(at_ms),
         healed_at: None,
+        provokes: Vec::new(),
         landed: true,
         proof: "hand-made".into(),
         detail: FaultDetail::CertReload {
@@ -109,6 +110,8 @@ fn monitoring(samples: Vec<AlertSample>) -> MonitoringRecord {
         )])),
         source: "prometheus (test)".into(),
         rules_loaded: Some(vec![ALERT.into()]),
+        rule_defs: Vec::new(),
+        time_scale: 1.0,
         samples,
     }
 }
@@ -314,11 +317,14 @@ fn manifest_with(
     let dir = std::env::temp_dir().join(format!("chaosgate-monitoring-{}-{}", std::process::id(), unique()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     for entry in std::fs::read_dir(reference).expect("reference dir").flatten() {
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+        }
     }
     let source = std::fs::read_to_string(reference.join("stack.toml")).expect("reference manifest");
     let start = source.find("[monitoring]\n").expect("the reference declares [monitoring]");
-    let alert_line = start + source[start..].find("AL-CERT = ").expect("its AL-CERT alert");
+    // The section ends with its last alert.
+    let alert_line = start + source[start..].find("AL-RDS-PERSIST = ").expect("its last alert");
     let end = alert_line + source[alert_line..].find('\n').map(|e| e + 1).unwrap_or(source.len() - alert_line);
     let file = dir.join("stack.toml");
     std::fs::write(&file, format!("{}{monitoring}{}", &source[..start], &source[end..])).expect("write");

@@ -192,6 +192,7 @@ fn signal_fault(
         service: service.into(),
         injected_at: ms(at_ms),
         healed_at: Some(ms(at_ms + exit_after_ms + 500)),
+        provokes: Vec::new(),
         landed: true,
         proof: format!("{signal} delivered to pid 4242 (kill(2) returned 0)"),
         detail: FaultDetail::Signal {
@@ -226,6 +227,7 @@ fn release_step() -> FaultRecord {
         service: APP.into(),
         injected_at: ms(T0),
         healed_at: None,
+        provokes: Vec::new(),
         landed: true,
         proof: "`release deploy v2` exited 0".into(),
         detail: FaultDetail::Release(chaosgate::history::ReleaseObservation {
@@ -250,6 +252,7 @@ fn outage_fault(service: &str, down_ms: u64, restarted_ms: Option<u64>, ready_ms
         service: service.into(),
         injected_at: ms(down_ms),
         healed_at: ready_ms.map(ms),
+        provokes: Vec::new(),
         landed: true,
         proof: format!("SIGKILL delivered; {service} gone from the process table"),
         detail: FaultDetail::Outage {
@@ -861,6 +864,7 @@ fn env_restart(value: &str, observed: &[&str], ready: bool) -> FaultRecord {
         service: APP.into(),
         injected_at: ms(T0),
         healed_at: Some(ms(T0 + 2_000)),
+        provokes: Vec::new(),
         landed: true,
         proof: format!("restarted with APP_VERSION={value:?}; ready again after 300 ms"),
         detail: FaultDetail::EnvRestart {
@@ -903,6 +907,7 @@ fn bad_start(value: Option<&str>, exit: Option<ExitInfo>, after_ms: Option<u64>,
         service: APP.into(),
         injected_at: ms(T0),
         healed_at: Some(ms(T0 + 6_000)),
+        provokes: Vec::new(),
         landed: true,
         proof: "started with no APP_PORT".into(),
         detail: FaultDetail::BadConfigStart {
@@ -1013,6 +1018,7 @@ fn reload(pid_after: Option<u32>, observed_after_ms: Option<u64>) -> FaultRecord
         service: APP.into(),
         injected_at: ms(T0),
         healed_at: None,
+        provokes: Vec::new(),
         landed: true,
         proof: r#"wrote banner="hi-42" into app.toml; SIGHUP delivered to pid 4242"#.into(),
         detail: FaultDetail::ConfigReload {

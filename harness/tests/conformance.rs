@@ -336,13 +336,13 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "AL-CERT",
     "no alerting rule named `CertificateExpiringSoon`"
 )]
-#[case::al_err_threshold(
-    "alert-err-threshold-10",
+#[case::al_err_threshold("alert-err-threshold-10", "scenarios/alerts-calm.toml", "AL-ERR", "> 0.1")]
+#[case::al_worker_no_rule(
+    "alert-no-worker-rule",
     "scenarios/alerts-calm.toml",
-    "AL-ERR",
-    "> 0.1"
+    "AL-WORKER",
+    "no alerting rule named `WorkerDown`"
 )]
-#[case::al_worker_no_rule("alert-no-worker-rule", "scenarios/alerts-calm.toml", "AL-WORKER", "no alerting rule named `WorkerDown`")]
 #[case::al_5xx_for_too_long("alert-5xx-for-10m", "scenarios/alerts-calm.toml", "AL-NGX-5XX", "for: 600")]
 #[case::al_rds_mem_calm("alert-rds-mem-always", "scenarios/alerts-calm.toml", "AL-RDS-MEM", "a false alarm")]
 #[case::nginx_stop_fast("nginx-fast-stop", "scenarios/nginx-stop.toml", "GS-DRAIN", "SIGTERM with")]

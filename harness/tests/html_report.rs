@@ -158,6 +158,7 @@ fn sigterm_drain() -> ScenarioResult {
         service: "app".to_string(),
         injected_at: 900 * MS,
         healed_at: Some(2_308 * MS),
+        provokes: Vec::new(),
         landed: true,
         proof: "SIGTERM delivered to pid 1001 with 16 load requests in flight; exit observed 1200 ms later: exit status 0".to_string(),
         detail: FaultDetail::Signal {
@@ -255,6 +256,7 @@ fn config_reload() -> ScenarioResult {
         service: "app".to_string(),
         injected_at: 1_985 * MS,
         healed_at: Some(2_010 * MS),
+        provokes: Vec::new(),
         landed: true,
         proof: "v2 served 10 ms after ready".to_string(),
         detail: FaultDetail::EnvRestart {

@@ -111,7 +111,7 @@ fn files_in(dir: &str) -> Vec<PathBuf> {
     11,
     12,
     "load.request[0].endpoint",
-    "expected one of read, slow, write, read-record, enqueue, live, proxy-health, got `export`"
+    "expected one of read, slow, write, read-record, enqueue, live, error, cpu, memory, proxy-health, got `export`"
 )]
 #[case::weird_defect("weird-defect.toml", 16, 10, "fault[0].defect", "expected \"missing\" or \"malformed\"")]
 #[case::unknown_action(
@@ -189,7 +189,7 @@ fn scenario_error_messages() {
     7,
     1,
     "endpoints.export",
-    "expected an endpoint role (read, slow, write, read-record, enqueue, live, proxy-health), got `export`"
+    "expected an endpoint role (read, slow, write, read-record, enqueue, live, error, cpu, memory, proxy-health), got `export`"
 )]
 #[case::missing_template(
     "missing-template",
@@ -211,7 +211,7 @@ fn scenario_error_messages() {
     8,
     11,
     "services.scheduler",
-    "the base manifest has no service named `scheduler` (it has: blackbox, redis, worker, app, app2, nginx, prometheus)"
+    "the base manifest has no service named `scheduler` (it has: blackbox, redis, redis-exporter, worker, app, app2, nginx, mtail, prometheus)"
 )]
 #[case::overlay_extends_a_missing_file(
     "overlay-missing-base",
@@ -342,7 +342,20 @@ fn every_shipped_stack_manifest_loads() {
 fn the_reference_stack_lists_services_in_dependency_order() {
     let m = manifest::load(Path::new(REFERENCE)).unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = m.services.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["blackbox", "redis", "worker", "app", "app2", "nginx", "prometheus"]);
+    assert_eq!(
+        names,
+        [
+            "blackbox",
+            "redis",
+            "redis-exporter",
+            "worker",
+            "app",
+            "app2",
+            "nginx",
+            "mtail",
+            "prometheus"
+        ]
+    );
     for (i, s) in m.services.iter().enumerate() {
         for dep in &s.depends_on {
             assert!(names[..i].contains(&dep.as_str()), "{} starts before its dependency {dep}", s.name);

@@ -41,6 +41,7 @@ fn fault(service: &str, at_ms: u64, landed: bool, detail: FaultDetail) -> FaultR
         service: service.into(),
         injected_at: ms(at_ms),
         healed_at: Some(ms(at_ms + 1_000)),
+        provokes: Vec::new(),
         landed,
         proof: "hand-made".into(),
         detail,

@@ -146,6 +146,7 @@ fn stop_fault(service: &str, signal: &str, declared_stop: bool, exit: ExitInfo) 
         service: service.into(),
         injected_at: ms(T0),
         healed_at: Some(ms(T0 + 2_000)),
+        provokes: Vec::new(),
         landed: true,
         proof: format!("{signal} delivered to pid 4242"),
         detail: FaultDetail::Signal {

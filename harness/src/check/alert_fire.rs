@@ -83,15 +83,17 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
     if super::alerts::firing_before(&h.monitoring.samples, alert, from) {
         return (
             Outcome::Inconclusive,
-            format!("`{alert}` was already firing when fault #{} {} began at {}", f.index, f.label, rel(from)),
+            format!(
+                "`{alert}` was already firing when fault #{} {} began at {}",
+                f.index,
+                f.label,
+                rel(from)
+            ),
             timing,
         );
     }
     let after: Vec<&AlertSample> = answered(h).filter(|s| s.at >= from).collect();
-    timing.pending_after_ms = after
-        .iter()
-        .find(|s| state_in(s, alert) != "inactive")
-        .map(|s| ms(s.at - from));
+    timing.pending_after_ms = after.iter().find(|s| state_in(s, alert) != "inactive").map(|s| ms(s.at - from));
     let fired = after.iter().find(|s| firing(s, alert)).map(|s| s.at);
     let Some(fired_at) = fired else {
         let last = after.last().map(|s| s.at).unwrap_or(from);
@@ -130,7 +132,13 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
             timing,
         );
     }
-    let fired_line = format!("fired {} ms after fault #{} {} began ({})", ms(fired_at - from), f.index, f.label, f.proof);
+    let fired_line = format!(
+        "fired {} ms after fault #{} {} began ({})",
+        ms(fired_at - from),
+        f.index,
+        f.label,
+        f.proof
+    );
     let Some(end) = condition_end(h, f) else {
         return (Outcome::Pass, fired_line, timing);
     };
@@ -141,7 +149,11 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
             timing.resolved_after_ms = Some(ms(r - end));
             (
                 Outcome::Pass,
-                format!("{fired_line}; resolved {} ms after the condition ended at {}", ms(r - end), rel(end)),
+                format!(
+                    "{fired_line}; resolved {} ms after the condition ended at {}",
+                    ms(r - end),
+                    rel(end)
+                ),
                 timing,
             )
         }
@@ -198,7 +210,11 @@ fn read_declared_rule(id: &str, alert: &str, h: &History, max_for_s: f64) -> Res
             format!("the monitoring did not report the expression of `{alert}`"),
         ));
     }
-    let scale = if h.monitoring.time_scale > 0.0 { h.monitoring.time_scale } else { 1.0 };
+    let scale = if h.monitoring.time_scale > 0.0 {
+        h.monitoring.time_scale
+    } else {
+        1.0
+    };
     let readings: Vec<_> = defs
         .iter()
         .map(|d| {
@@ -263,7 +279,10 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
             .iter()
             .find_map(|s| s.error.clone())
             .unwrap_or_else(|| "no sample was taken".into());
-        return verdict(Outcome::Inconclusive, format!("the monitoring ({}) never answered: {why}", mon.source));
+        return verdict(
+            Outcome::Inconclusive,
+            format!("the monitoring ({}) never answered: {why}", mon.source),
+        );
     }
     if let Some(rules) = &mon.rules_loaded
         && !rules.iter().any(|r| r == alert)
@@ -319,11 +338,7 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
         .map(|f| judge_provocation(h, alert, f, deadline_ms * 1000))
         .collect();
     let worst = parts.iter().map(|p| p.0).max().unwrap_or(Outcome::Inconclusive);
-    let measured = parts
-        .iter()
-        .find(|p| p.0 == worst)
-        .map(|p| p.1.clone())
-        .unwrap_or_default();
+    let measured = parts.iter().find(|p| p.0 == worst).map(|p| p.1.clone()).unwrap_or_default();
     verdict(worst, measured)
         .with_evidence(rule_line)
         .with_evidences(parts.iter().map(|p| format!("{}: {}", p.0, p.1)))

@@ -25,11 +25,7 @@ fn detail(what: &str, measured: String) -> FaultDetail {
 }
 
 async fn info(c: &mut MultiplexedConnection, section: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
-    let text: String = redis::cmd("INFO")
-        .arg(section)
-        .query_async(c)
-        .await
-        .map_err(|e| e.to_string())?;
+    let text: String = redis::cmd("INFO").arg(section).query_async(c).await.map_err(|e| e.to_string())?;
     Ok(parse_info(&text))
 }
 
@@ -52,7 +48,16 @@ async fn target(n: &Nemesis<'_>, index: usize, label: &str, what: &str) -> Resul
     }
 }
 
-fn record(n: &Nemesis<'_>, index: usize, label: String, service: &str, injected_at: u64, landed: bool, proof: String, what: &str) -> FaultRecord {
+/// `(landed, proof)`: whether the condition was shown to hold, and what shows it.
+fn record(
+    n: &Nemesis<'_>,
+    index: usize,
+    label: String,
+    service: &str,
+    injected_at: u64,
+    what: &str,
+    (landed, proof): (bool, String),
+) -> FaultRecord {
     FaultRecord {
         index,
         label,
@@ -67,7 +72,11 @@ fn record(n: &Nemesis<'_>, index: usize, label: String, service: &str, injected_
 }
 
 pub async fn fill(n: &Nemesis<'_>, index: usize, hold: Duration) -> FaultRecord {
-    let label = format!("Redis filled to {:.0} % of maxmemory for {:.0} s", FILL_SHARE * 100.0, hold.as_secs_f64());
+    let label = format!(
+        "Redis filled to {:.0} % of maxmemory for {:.0} s",
+        FILL_SHARE * 100.0,
+        hold.as_secs_f64()
+    );
     let (t, mut c) = match target(n, index, &label, "fill").await {
         Ok(x) => x,
         Err(r) => return r,
@@ -98,7 +107,7 @@ pub async fn fill(n: &Nemesis<'_>, index: usize, hold: Duration) -> FaultRecord 
             break;
         }
         written += 1;
-        if written % 4 == 0 {
+        if written.is_multiple_of(4) {
             used = info(&mut c, "memory").await.map(|m| num(&m, "used_memory")).unwrap_or(used);
         }
     }
@@ -117,7 +126,7 @@ pub async fn fill(n: &Nemesis<'_>, index: usize, hold: Duration) -> FaultRecord 
         after as f64 / 1048576.0,
         error.map(|e| format!("; a write failed: {e}")).unwrap_or_default()
     );
-    record(n, index, label, &t.service, injected_at, share > 0.8, proof, "fill")
+    record(n, index, label, &t.service, injected_at, "fill", (share > 0.8, proof))
 }
 
 pub async fn connections(n: &Nemesis<'_>, index: usize, count: u32, hold: Duration) -> FaultRecord {
@@ -154,7 +163,7 @@ pub async fn connections(n: &Nemesis<'_>, index: usize, count: u32, hold: Durati
         "{opened} connections opened; Redis counted {peak} connected clients{}",
         refused.map(|e| format!("; then refused: {e}")).unwrap_or_default()
     );
-    record(n, index, label, &t.service, injected_at, peak > 1000, proof, "connections")
+    record(n, index, label, &t.service, injected_at, "connections", (peak > 1000, proof))
 }
 
 /// A script that returns once Redis's own clock has moved `ms` on: the
@@ -184,11 +193,13 @@ pub async fn slow(n: &Nemesis<'_>, index: usize, ms: u64) -> FaultRecord {
     let proof = match &r {
         Ok(_) => format!(
             "EVAL answered after {took} ms; the slow log's newest entry took {}",
-            logged_us.map(|u| format!("{} ms", u / 1000)).unwrap_or_else(|| "nothing (not logged)".into())
+            logged_us
+                .map(|u| format!("{} ms", u / 1000))
+                .unwrap_or_else(|| "nothing (not logged)".into())
         ),
         Err(e) => format!("EVAL failed after {took} ms: {e}"),
     };
-    record(n, index, label, &t.service, injected_at, landed, proof, "slow")
+    record(n, index, label, &t.service, injected_at, "slow", (landed, proof))
 }
 
 async fn bgsave_status(c: &mut MultiplexedConnection) -> Option<String> {
@@ -251,5 +262,5 @@ pub async fn save_fail(n: &Nemesis<'_>, index: usize, hold: Duration) -> FaultRe
             healed.as_deref().unwrap_or("unknown")
         ),
     };
-    record(n, index, label, &t.service, injected_at, landed, proof, "save-fail")
+    record(n, index, label, &t.service, injected_at, "save-fail", (landed, proof))
 }

@@ -140,7 +140,11 @@ pub async fn traffic(n: &Nemesis<'_>, index: usize, target: &str, ask: &TrafficA
         healed_at: Some(ended_at),
         provokes: Vec::new(),
         landed,
-        proof: if landed { proof } else { format!("no request was answered: {proof}") },
+        proof: if landed {
+            proof
+        } else {
+            format!("no request was answered: {proof}")
+        },
         detail: FaultDetail::Traffic(obs),
     }
 }

@@ -186,11 +186,7 @@ impl AlertWatcher {
                 )
             })
             .collect();
-        recorder.monitoring_declared(
-            format!("{} (Prometheus API on {addr})", m.service),
-            declared.clone(),
-            m.time_scale,
-        );
+        recorder.monitoring_declared(format!("{} (Prometheus API on {addr})", m.service), declared.clone(), m.time_scale);
         let api = PromApi::new(addr);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
