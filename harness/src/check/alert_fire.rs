@@ -273,27 +273,8 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
         );
     };
     let alert = decl.alert.as_str();
-    if answered(h).next().is_none() {
-        let why = mon
-            .samples
-            .iter()
-            .find_map(|s| s.error.clone())
-            .unwrap_or_else(|| "no sample was taken".into());
-        return verdict(
-            Outcome::Inconclusive,
-            format!("the monitoring ({}) never answered: {why}", mon.source),
-        );
-    }
-    if let Some(rules) = &mon.rules_loaded
-        && !rules.iter().any(|r| r == alert)
-    {
-        return verdict(
-            Outcome::Fail,
-            format!(
-                "the monitoring has no alerting rule named `{alert}` (loaded: {}): nothing raises the alert the stack declares for {id}",
-                if rules.is_empty() { "none".into() } else { rules.join(", ") }
-            ),
-        );
+    if let Err((outcome, why)) = super::alerts::monitoring_usable(mon, alert, id) {
+        return verdict(outcome, why);
     }
     // A `for:` longer than the deadline leaves no time for scraping and evaluation.
     let max_for_s = deadline_ms as f64 / 1000.0;

@@ -55,6 +55,32 @@ pub fn reached(samples: &[AlertSample], alert: &str, query_id: &str, from: Micro
     None
 }
 
+/// Whether the monitoring can judge `alert` at all: it answered, and it has
+/// loaded a rule of that name. `Err`: the verdict's outcome and reason.
+pub fn monitoring_usable(mon: &crate::history::MonitoringRecord, alert: &str, id: &str) -> Result<(), (Outcome, String)> {
+    if !mon.samples.iter().any(|s| s.error.is_none()) {
+        let why = mon
+            .samples
+            .iter()
+            .find_map(|s| s.error.clone())
+            .unwrap_or_else(|| "no sample was taken".into());
+        return Err((
+            Outcome::Inconclusive,
+            format!("the monitoring ({}) never answered: {why}", mon.source),
+        ));
+    }
+    match &mon.rules_loaded {
+        Some(rules) if !rules.iter().any(|r| r == alert) => Err((
+            Outcome::Fail,
+            format!(
+                "the monitoring has no alerting rule named `{alert}` (loaded: {}): nothing raises the alert the stack declares for {id}",
+                if rules.is_empty() { "none".to_string() } else { rules.join(", ") }
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// One certificate as served, and what the alert did meanwhile.
 struct Phase {
     certificate: String,
@@ -127,29 +153,8 @@ pub fn al_cert(input: &CheckInput<'_>) -> Verdict {
         ));
     };
     let alert = decl.alert.as_str();
-    let answered: Vec<&AlertSample> = mon.samples.iter().filter(|s| s.error.is_none()).collect();
-    if answered.is_empty() {
-        let why = mon
-            .samples
-            .iter()
-            .find_map(|s| s.error.clone())
-            .unwrap_or_else(|| "no sample was taken".into());
-        return verdict(
-            Outcome::Inconclusive,
-            format!("the monitoring ({}) never answered: {why}", mon.source),
-        );
-    }
-    if let Some(rules) = &mon.rules_loaded
-        && !rules.iter().any(|r| r == alert)
-    {
-        return verdict(
-            Outcome::Fail,
-            format!(
-                "the monitoring has no alerting rule named `{alert}` (loaded: {}): nothing raises the alert the stack declares for AL-CERT",
-                if rules.is_empty() { "none".to_string() } else { rules.join(", ") }
-            ),
-        )
-        .with_evidence(format!("monitoring: {}", mon.source));
+    if let Err((outcome, why)) = monitoring_usable(mon, alert, ID) {
+        return verdict(outcome, why).with_evidence(format!("monitoring: {}", mon.source));
     }
     if phases.is_empty() {
         return verdict(
