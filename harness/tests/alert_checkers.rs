@@ -388,3 +388,51 @@ fn monitoring_mistakes_are_located_and_say_what_is_expected() {
         errors[0]
     );
 }
+
+/// The section-5 IDs other than AL-CERT, as `check::CHECKS` names them.
+const OTHER_ALERTS: &[&str] = &[
+    "AL-ERR",
+    "AL-P95",
+    "AL-CPU",
+    "AL-MEM",
+    "AL-TASK-TIME",
+    "AL-TASK-FAIL",
+    "AL-QUEUE",
+    "AL-WORKER",
+    "AL-NGX-5XX",
+    "AL-NGX-429",
+    "AL-RDS-MEM",
+    "AL-RDS-CONN",
+    "AL-RDS-SLOW",
+    "AL-RDS-PERSIST",
+];
+
+#[test]
+fn every_other_alert_fails_on_a_stack_without_monitoring() {
+    let h = History::default();
+    for id in OTHER_ALERTS {
+        let v = check(id, &h);
+        assert_eq!(v.outcome, Fail, "{id}: {v:#?}");
+        assert!(v.measured.contains("the stack has no monitoring"), "{id}: {}", v.measured);
+    }
+}
+
+#[test]
+fn an_alert_nothing_provoked_in_a_short_run_is_inconclusive_not_a_pass() {
+    let mut h = history(|_| false, 5_000);
+    h.monitoring.declared = Some(BTreeMap::from([(
+        "AL-QUEUE".to_string(),
+        DeclaredAlert {
+            alert: ALERT.into(),
+            query: None,
+        },
+    )]));
+    h.monitoring.rule_defs = vec![chaosgate::history::RuleDef {
+        name: ALERT.into(),
+        expr: "sum(redis_key_size{key=~\"celery.*\"}) > 100".into(),
+        for_s: 1.0,
+    }];
+    h.faults.clear();
+    let v = check("AL-QUEUE", &h);
+    assert_eq!(v.outcome, Inconclusive, "{v:#?}");
+}
