@@ -303,7 +303,6 @@ fn no_check_passes_on_faults_that_did_not_land() {
 
 #[rstest]
 #[case::unknown_id("XX-NOPE")]
-#[case::known_but_without_a_checker("AL-ERR")]
 fn judge_says_inconclusive_without_a_checker(#[case] id: &str) {
     let v = check(id, &history(vec![sigterm()]));
     expect(&v, Inconclusive, &["no checker for this requirement"]);

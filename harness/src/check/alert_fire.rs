@@ -254,6 +254,19 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
     );
     let verdict = |outcome, measured: String| Verdict::new(id, outcome, measured, expected.clone());
     let Some(declared) = &mon.declared else {
+        // Missing monitoring fails where the scenario put this alert to the
+        // test: a fault meant to provoke it, or a calm run with load.
+        let provoked = h.faults.iter().any(|f| f.provokes.iter().any(|p| p == id));
+        let calm = h.faults.is_empty() && !h.requests.is_empty();
+        if !provoked && !calm {
+            return verdict(
+                Outcome::Inconclusive,
+                format!(
+                    "the stack has no monitoring ([monitoring] is not declared), and this scenario did not provoke {id} \
+                     (no fault has `alerts = [\"{id}\"]`) nor run calm"
+                ),
+            );
+        }
         return verdict(
             Outcome::Fail,
             format!(

@@ -189,6 +189,30 @@ pub async fn slow(n: &Nemesis<'_>, index: usize, ms: u64) -> FaultRecord {
         }),
         _ => None,
     });
+    let threshold: Option<u64> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("slowlog-log-slower-than")
+        .query_async::<Vec<String>>(&mut c)
+        .await
+        .ok()
+        .and_then(|v| v.get(1).and_then(|t| t.parse().ok()));
+    if let Some(us) = threshold {
+        n.recorder.finding(crate::history::Finding {
+            id: "F11-SLOWLOG-MICROSECONDS".into(),
+            title: "Redis's slow log threshold is in microseconds and counts execution only".into(),
+            evidence: format!(
+                "slowlog-log-slower-than = {us} ({} ms; the standard's 100 ms is 100000); a {ms} ms script was {}",
+                us / 1000,
+                match logged_us {
+                    Some(l) => format!(
+                        "logged as {} ms of execution (time waiting on the network is never in it)",
+                        l / 1000
+                    ),
+                    None => "not logged".into(),
+                }
+            ),
+        });
+    }
     let landed = r.is_ok() && took as u64 >= ms;
     let proof = match &r {
         Ok(_) => format!(
