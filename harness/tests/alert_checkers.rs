@@ -389,24 +389,6 @@ fn monitoring_mistakes_are_located_and_say_what_is_expected() {
     );
 }
 
-/// The section-5 IDs other than AL-CERT, as `check::CHECKS` names them.
-const OTHER_ALERTS: &[&str] = &[
-    "AL-ERR",
-    "AL-P95",
-    "AL-CPU",
-    "AL-MEM",
-    "AL-TASK-TIME",
-    "AL-TASK-FAIL",
-    "AL-QUEUE",
-    "AL-WORKER",
-    "AL-NGX-5XX",
-    "AL-NGX-429",
-    "AL-RDS-MEM",
-    "AL-RDS-CONN",
-    "AL-RDS-SLOW",
-    "AL-RDS-PERSIST",
-];
-
 #[test]
 fn every_other_alert_fails_on_a_stack_without_monitoring() {
     // A calm run: load, no fault, and no [monitoring].
@@ -414,7 +396,7 @@ fn every_other_alert_fails_on_a_stack_without_monitoring() {
         requests: history(|_| false, 1_000).requests,
         ..History::default()
     };
-    for id in OTHER_ALERTS {
+    for id in chaosgate::check::alert_fire::ALERT_IDS {
         let v = check(id, &h);
         assert_eq!(v.outcome, Fail, "{id}: {v:#?}");
         assert!(v.measured.contains("the stack has no monitoring"), "{id}: {}", v.measured);

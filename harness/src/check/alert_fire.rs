@@ -338,6 +338,24 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
         .with_evidences(parts.iter().map(|p| format!("{}: {}", p.0, p.1)))
 }
 
+/// The section-5 IDs this module judges (every AL-* but AL-CERT).
+pub const ALERT_IDS: &[&str] = &[
+    "AL-ERR",
+    "AL-P95",
+    "AL-CPU",
+    "AL-MEM",
+    "AL-TASK-TIME",
+    "AL-TASK-FAIL",
+    "AL-QUEUE",
+    "AL-WORKER",
+    "AL-NGX-5XX",
+    "AL-NGX-429",
+    "AL-RDS-MEM",
+    "AL-RDS-CONN",
+    "AL-RDS-SLOW",
+    "AL-RDS-PERSIST",
+];
+
 macro_rules! alert_checks {
     ($($name:ident => $id:literal),* $(,)?) => {
         $(pub fn $name(input: &CheckInput<'_>) -> Verdict { judge($id, input) })*
