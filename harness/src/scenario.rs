@@ -505,7 +505,7 @@ pub enum FaultAction {
 pub struct Condition {
     /// At least this many load requests in flight.
     pub in_flight_at_least: u32,
-    /// ...without a break for this long, so the requests have reached the service.
+    /// ...each of them for at least this long, so they have reached the service.
     #[serde(default = "default_steady")]
     pub for_ms: u64,
 }

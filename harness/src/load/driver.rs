@@ -44,9 +44,13 @@ impl LoadTls {
     }
 }
 
-/// Connections one user's client has opened (its session data).
+/// One user's session data: the connections its client has opened, and its request in flight.
 #[derive(Clone)]
-struct UserConnections(Arc<AtomicU64>);
+struct UserConnections {
+    opened: Arc<AtomicU64>,
+    /// When this user's request in flight started (clock micros + 1), 0 when idle.
+    started: Arc<AtomicU64>,
+}
 
 /// A connector layer counting the connections a client opens: each call of
 /// the connector service is one new connection.
@@ -100,6 +104,8 @@ pub struct LoadShared {
     tls: Option<LoadTls>,
     /// Every user's connection counter.
     clients: Mutex<Vec<Arc<AtomicU64>>>,
+    /// Every user's start of its request in flight (see `UserConnections::started`).
+    starts: Mutex<Vec<Arc<AtomicU64>>>,
     reused: AtomicU64,
     failed_on_reused: Mutex<Vec<Micros>>,
     /// The worker's enqueue endpoint, when load requests go to it.
@@ -120,6 +126,26 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Marks a user's request as in flight since `start`; clears it however the request ends.
+struct StartedSlot(Option<Arc<AtomicU64>>);
+
+impl StartedSlot {
+    fn enter(slot: Option<Arc<AtomicU64>>, start: Micros) -> Self {
+        if let Some(s) = &slot {
+            s.store(start + 1, Ordering::SeqCst);
+        }
+        StartedSlot(slot)
+    }
+}
+
+impl Drop for StartedSlot {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.store(0, Ordering::SeqCst);
+        }
     }
 }
 
@@ -171,6 +197,7 @@ impl LoadShared {
             keepalive: spec.keepalive,
             tls: None,
             clients: Mutex::new(Vec::new()),
+            starts: Mutex::new(Vec::new()),
             reused: AtomicU64::new(0),
             failed_on_reused: Mutex::new(Vec::new()),
             enqueue: None,
@@ -204,9 +231,16 @@ impl LoadShared {
             builder = builder.tls_certs_only([ca]).resolve(&tls.host, tls.addr);
         }
         user.set_client_builder(builder).await.map_err(Box::new)?;
-        user.set_session_data(UserConnections(opened.clone()));
+        let started = Arc::new(AtomicU64::new(0));
+        user.set_session_data(UserConnections {
+            opened: opened.clone(),
+            started: started.clone(),
+        });
         if let Ok(mut clients) = self.clients.lock() {
             clients.push(opened);
+        }
+        if let Ok(mut starts) = self.starts.lock() {
+            starts.push(started);
         }
         Ok(())
     }
@@ -258,6 +292,21 @@ impl LoadShared {
         self.in_flight.load(Ordering::SeqCst)
     }
 
+    /// Requests in flight that started at least `min_age` micros before
+    /// `now`: old enough to have reached the service, the ones a drain check
+    /// judges. A bare in-flight count cannot tell them from a wave of
+    /// requests that began a moment ago.
+    pub fn in_flight_for(&self, min_age: Micros, now: Micros) -> u32 {
+        let Ok(starts) = self.starts.lock() else { return 0 };
+        starts
+            .iter()
+            .filter(|s| {
+                let started = s.load(Ordering::SeqCst);
+                started > 0 && now.saturating_sub(started - 1) >= min_age
+            })
+            .count() as u32
+    }
+
     /// The n-th pick of the whole run is a function of the seed alone, so the
     /// mix is reproducible even though users interleave differently.
     fn pick(&self) -> usize {
@@ -278,9 +327,12 @@ impl LoadShared {
             Some(n) => spec.path.replace(ID_PLACEHOLDER, &n.to_string()),
             None => spec.path.clone(),
         };
-        let conns = user.get_session_data::<UserConnections>().map(|c| c.0.clone());
+        let session = user.get_session_data::<UserConnections>();
+        let conns = session.map(|c| c.opened.clone());
+        let started = session.map(|c| c.started.clone());
         let opened_before = conns.as_ref().map(|c| c.load(Ordering::SeqCst));
         let start = clock.now();
+        let _started = StartedSlot::enter(started, start);
         let mut builder = user.get_request_builder(&spec.method, &path)?;
         if let Some(body) = &spec.body {
             builder = builder.header("content-type", "application/json").body(body.clone());

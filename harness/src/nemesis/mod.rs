@@ -47,6 +47,11 @@ impl Nemesis<'_> {
         self.load.map(|l| l.in_flight()).unwrap_or(0)
     }
 
+    /// Load requests in flight for at least `min_age_ms`.
+    pub fn in_flight_for(&self, min_age_ms: u64) -> u32 {
+        self.load.map(|l| l.in_flight_for(min_age_ms * 1000, self.now())).unwrap_or(0)
+    }
+
     /// When the backend saw `pid` of `service` exit, from the recorded events.
     pub fn exit_time(&self, service: &str, pid: u32, since: Micros) -> Option<Micros> {
         self.recorder.events_since(since).into_iter().find_map(|e| match e.kind {

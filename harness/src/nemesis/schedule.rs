@@ -83,21 +83,18 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
     if let Some(cond) = spec.when {
         let deadline = Instant::now() + Duration::from_secs_f64(spec.when_timeout_s);
         let mut highest = 0;
-        let mut held_since: Option<Instant> = None;
         loop {
-            let now = n.in_flight();
-            highest = highest.max(now);
-            if now >= cond.in_flight_at_least {
-                let since = *held_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= Duration::from_millis(cond.for_ms) {
-                    break;
-                }
-            } else {
-                held_since = None;
+            // Requests that are this old have reached the service: counting
+            // only them keeps a wave of requests that began a moment ago (all
+            // users restarting together) from firing the fault too early.
+            let settled = n.in_flight_for(cond.for_ms);
+            highest = highest.max(settled);
+            if settled >= cond.in_flight_at_least {
+                break;
             }
             if Instant::now() >= deadline {
                 let why = format!(
-                    "condition never held: wanted ≥ {} requests in flight for {} ms, saw at most {highest} in {:.1} s",
+                    "condition never held: wanted ≥ {} requests in flight for at least {} ms each, saw at most {highest} in {:.1} s",
                     cond.in_flight_at_least, cond.for_ms, spec.when_timeout_s
                 );
                 return vec![n.not_landed(index, label, &svc.name, why, FaultDetail::Pause { resumed_at: None })];
