@@ -657,6 +657,36 @@ pub struct MonitoringRecord {
     pub time_scale: f64,
     #[serde(default)]
     pub samples: Vec<AlertSample>,
+    /// The service routing alerts to people (`[monitoring] alertmanager`), and
+    /// where the harness's receiver listened; `None`: the stack declares none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+    /// Every alert the router delivered to the harness's webhook, in arrival order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<AlertNotification>,
+}
+
+/// The alert router the stack declares and the receiver the harness ran for it.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub service: String,
+    /// The receiver's URL as the router was given it; empty if it could not listen.
+    pub webhook: String,
+    /// Why the receiver could not listen, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One alert in one webhook call (Alertmanager's webhook payload, version 4).
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertNotification {
+    pub at: Micros,
+    /// Its `alertname` label.
+    pub alert: String,
+    /// "firing" or "resolved".
+    pub status: String,
+    /// The receiver the router chose (the payload's `receiver`).
+    pub receiver: String,
 }
 
 fn one() -> f64 {
@@ -1114,6 +1144,14 @@ impl Recorder {
             h.monitoring.rules_loaded = Some(names);
             h.monitoring.rule_defs = defs;
         });
+    }
+
+    pub fn alert_delivery(&self, delivery: Delivery) {
+        self.with(|h| h.monitoring.delivery = Some(delivery));
+    }
+
+    pub fn alert_notification(&self, n: AlertNotification) {
+        self.with(|h| h.monitoring.notifications.push(n));
     }
 
     pub fn alert_sample(&self, sample: AlertSample) {

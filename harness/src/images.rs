@@ -19,7 +19,7 @@ pub const STACK_IMAGE: &str = "chaosgate/stack";
 pub const STACK_TAG: &str = "bookworm";
 const SUITE: &str = "bookworm";
 /// What the reference stack's services run: nginx, Redis, Prometheus and its
-/// blackbox, Redis exporters and mtail, as Debian packages them.
+/// blackbox, Redis exporters, mtail and Alertmanager, as Debian packages them.
 const PACKAGES: &[&str] = &[
     "ca-certificates",
     "nginx-light",
@@ -28,6 +28,7 @@ const PACKAGES: &[&str] = &[
     "prometheus-blackbox-exporter",
     "prometheus-redis-exporter",
     "mtail",
+    "prometheus-alertmanager",
 ];
 /// Left out of the image: the build machine's mirror and apt's view of it,
 /// debootstrap's log, and what no service reads.

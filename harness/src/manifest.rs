@@ -113,6 +113,11 @@ pub struct MonitoringSection {
     /// How much faster than real time the stack's long alert thresholds run
     /// (AL-TASK-TIME's 30 minutes × `time_scale`); 1 = real time.
     pub time_scale: f64,
+    /// The service that routes the alerts to people (an Alertmanager): its
+    /// configuration sends them to the harness's receiver at
+    /// `{{ harness.webhook }}`, and the AL-* checks then require each alert to
+    /// arrive there, not only to fire in Prometheus.
+    pub alertmanager: Option<String>,
 }
 
 /// `AL-CERT = { alert = "CertificateExpiringSoon", query = "..." }`.
@@ -139,6 +144,8 @@ struct RawMonitoring {
     alerts: BTreeMap<String, Spanned<AlertDecl>>,
     #[serde(default)]
     time_scale: Option<Spanned<f64>>,
+    #[serde(default)]
+    alertmanager: Option<Spanned<String>>,
 }
 
 /// `[tls]`: the service that terminates TLS. The harness generates a CA and
@@ -1256,6 +1263,19 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             )),
             Some(_) => {}
         }
+        if let Some(am) = &m.alertmanager
+            && !raw.services.contains_key(am.get_ref())
+        {
+            errors.push(err(
+                am.span(),
+                "monitoring.alertmanager".into(),
+                format!(
+                    "expected the service that routes the alerts (an Alertmanager); no service named `{}` (services: {})",
+                    am.get_ref(),
+                    join(&names)
+                ),
+            ));
+        }
         if let Some(t) = &m.time_scale
             && !(*t.get_ref() > 0.0 && *t.get_ref() <= 1.0)
         {
@@ -1408,6 +1428,7 @@ fn load_base(file: &Path, source: &str) -> Result<Manifest, InputErrors> {
             port: m.port.into_inner(),
             alerts: m.alerts.into_iter().map(|(id, d)| (id, d.into_inner())).collect(),
             time_scale: m.time_scale.map(Spanned::into_inner).unwrap_or(1.0),
+            alertmanager: m.alertmanager.map(Spanned::into_inner),
         }),
         endpoints: raw
             .endpoints

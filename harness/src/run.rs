@@ -522,6 +522,8 @@ async fn scenario_body(
 ) -> Result<Duration, StackError> {
     display.line(format!("starting the stack in {}", plan.run_dir.display()));
     display.phase("starting the stack");
+    // Before the stack: the router may deliver as soon as it is up.
+    let _webhook = start_alert_receiver(manifest, plan, backend, recorder).await;
     let healthy = backend.start_all(Duration::from_secs_f64(manifest.stack.ready_timeout_s)).await?;
     display.line(format!("stack healthy after {} ms", healthy.as_millis()));
     let judges_redis_or_tasks = scenario
@@ -593,6 +595,45 @@ async fn scenario_body(
         crate::observe::redis_state::observe_after_faults(manifest, plan, celery, recorder).await;
     }
     Ok(healthy)
+}
+
+/// The receiver the stack's alert router pages, when it declares one; a
+/// receiver that cannot listen is recorded (the AL-* checks say so) rather
+/// than stopping the scenario.
+async fn start_alert_receiver(
+    manifest: &Manifest,
+    plan: &StackPlan,
+    backend: &dyn Backend,
+    recorder: &Arc<Recorder>,
+) -> Option<crate::observe::alert_webhook::WebhookReceiver> {
+    let service = manifest.monitoring.as_ref()?.alertmanager.clone()?;
+    let started = match backend.harness_ip().await {
+        Ok(ip) => crate::observe::alert_webhook::WebhookReceiver::start((ip, plan.webhook_port).into(), recorder.clone())
+            .await
+            .map(|r| (r, ip))
+            .map_err(|e| format!("cannot listen on {ip}:{}: {e}", plan.webhook_port)),
+        Err(e) => Err(format!("no address the services reach the harness at: {e}")),
+    };
+    let (receiver, delivery) = match started {
+        Ok((r, ip)) => (
+            Some(r),
+            crate::history::Delivery {
+                service,
+                webhook: format!("http://{ip}:{}/alerts", plan.webhook_port),
+                error: None,
+            },
+        ),
+        Err(e) => (
+            None,
+            crate::history::Delivery {
+                service,
+                webhook: String::new(),
+                error: Some(e),
+            },
+        ),
+    };
+    recorder.alert_delivery(delivery);
+    receiver
 }
 
 /// What the stack's own logs say about a failing baseline: a proxy's

@@ -113,6 +113,8 @@ fn monitoring(samples: Vec<AlertSample>) -> MonitoringRecord {
         rule_defs: Vec::new(),
         time_scale: 1.0,
         samples,
+        delivery: None,
+        notifications: Vec::new(),
     }
 }
 
@@ -421,4 +423,111 @@ fn an_alert_nothing_provoked_in_a_short_run_is_inconclusive_not_a_pass() {
     h.faults.clear();
     let v = check("AL-QUEUE", &h);
     assert_eq!(v.outcome, Inconclusive, "{v:#?}");
+}
+
+/// AL-WORKER provoked by a worker stopped from 1 s to 5 s; Prometheus has
+/// the alert firing from 3 s to 6 s; the run is watched until `until_ms`; the
+/// stack routes its alerts through an Alertmanager whose webhook received
+/// `notified` (alert, status, at ms).
+fn routed_history(notified: &[(&str, &str, u64)], until_ms: u64) -> History {
+    const WORKER_DOWN: &str = "WorkerDown";
+    let mut h = history(|_| false, until_ms);
+    h.faults = vec![FaultRecord {
+        index: 1,
+        label: "worker down".into(),
+        service: "worker".into(),
+        injected_at: ms(1_000),
+        healed_at: Some(ms(5_000)),
+        provokes: vec!["AL-WORKER".into()],
+        landed: true,
+        proof: "hand-made".into(),
+        detail: FaultDetail::Pause { resumed_at: None },
+    }];
+    h.monitoring.declared = Some(BTreeMap::from([(
+        "AL-WORKER".to_string(),
+        DeclaredAlert {
+            alert: WORKER_DOWN.into(),
+            query: None,
+        },
+    )]));
+    h.monitoring.rules_loaded = Some(vec![WORKER_DOWN.into()]);
+    h.monitoring.rule_defs = vec![chaosgate::history::RuleDef {
+        name: WORKER_DOWN.into(),
+        expr: "up{job=\"worker\"} == 0".into(),
+        for_s: 1.0,
+    }];
+    for s in &mut h.monitoring.samples {
+        let firing = (3_000..6_000).contains(&(s.at / 1000));
+        s.firing = if firing { vec![WORKER_DOWN.into()] } else { vec![] };
+        s.rules = BTreeMap::from([(
+            WORKER_DOWN.to_string(),
+            RuleState {
+                state: if firing { "firing" } else { "inactive" }.into(),
+                evaluated_at: Some(s.at / 1_000_000 * 1_000_000),
+            },
+        )]);
+    }
+    h.monitoring.delivery = Some(chaosgate::history::Delivery {
+        service: "alertmanager".into(),
+        webhook: "http://127.0.0.1:1/alerts".into(),
+        error: None,
+    });
+    h.monitoring.notifications = notified
+        .iter()
+        .map(|(alert, status, at)| chaosgate::history::AlertNotification {
+            at: ms(*at),
+            alert: alert.to_string(),
+            status: status.to_string(),
+            receiver: "on-call".into(),
+        })
+        .collect();
+    h
+}
+
+#[test]
+fn a_routed_alert_passes_only_when_the_webhook_hears_it_fire_and_resolve() {
+    let told = [("WorkerDown", "firing", 4_000), ("WorkerDown", "resolved", 7_000)];
+    let v = check("AL-WORKER", &routed_history(&told, 30_000));
+    assert_eq!(v.outcome, Pass, "{v:#?}");
+    assert!(
+        v.measured.contains("delivered to the webhook 3000 ms after the fault began"),
+        "{}",
+        v.measured
+    );
+
+    // Routed elsewhere: Prometheus fires, the webhook hears only other alerts.
+    let v = check("AL-WORKER", &routed_history(&[("TaskQueueLong", "firing", 4_000)], 30_000));
+    assert_eq!(v.outcome, Fail, "{v:#?}");
+    assert!(v.measured.contains("delivered no such notification"), "{}", v.measured);
+    assert!(v.measured.contains("TaskQueueLong firing (receiver on-call)"), "{}", v.measured);
+
+    // Never told it is over.
+    let v = check("AL-WORKER", &routed_history(&told[..1], 30_000));
+    assert_eq!(v.outcome, Fail, "{v:#?}");
+    assert!(v.measured.contains("send_resolved"), "{}", v.measured);
+
+    // Paged before any fault: a false alarm, even though Prometheus was quiet then.
+    let v = check(
+        "AL-WORKER",
+        &routed_history(&[("WorkerDown", "firing", 500), told[0], told[1]], 30_000),
+    );
+    assert_eq!(v.outcome, Fail, "{v:#?}");
+    assert!(v.measured.contains("a false alarm"), "{}", v.measured);
+}
+
+#[test]
+fn an_undelivered_alert_is_inconclusive_until_its_whole_budget_was_watched() {
+    // Watched 12 s after the fault began; the budget is 20 s.
+    let v = check("AL-WORKER", &routed_history(&[], 13_000));
+    assert_eq!(v.outcome, Inconclusive, "{v:#?}");
+    assert!(v.measured.contains("delivered no such notification"), "{}", v.measured);
+}
+
+#[test]
+fn an_alert_router_that_is_not_a_service_is_located() {
+    let (_, loaded) = manifest_with("[monitoring]\nservice = \"prometheus\"\nport = \"http\"\nalertmanager = \"am\"\n");
+    let errors = loaded.expect_err("rejected").0;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].field, "monitoring.alertmanager");
+    assert!(errors[0].to_string().contains("no service named `am`"), "{}", errors[0]);
 }

@@ -344,6 +344,12 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "no alerting rule named `WorkerDown`"
 )]
 #[case::al_5xx_for_too_long("alert-5xx-for-10m", "scenarios/alerts-calm.toml", "AL-NGX-5XX", "for: 600")]
+#[case::al_route_drops(
+    "alert-route-drops-worker-down",
+    "scenarios/alerts-worker.toml",
+    "AL-WORKER",
+    "delivered no such notification"
+)]
 #[case::al_rds_mem_calm("alert-rds-mem-always", "scenarios/alerts-calm.toml", "AL-RDS-MEM", "a false alarm")]
 #[case::nginx_stop_fast("nginx-fast-stop", "scenarios/nginx-stop.toml", "GS-DRAIN", "SIGTERM with")]
 #[case::release_never_aborts_watch("release-never-aborts", "scenarios/deploy-canary-bad.toml", "CN-WATCH", "never taken out")]

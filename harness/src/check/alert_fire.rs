@@ -24,6 +24,92 @@ pub struct Timing {
     pub fired_after_ms: Option<u64>,
     /// After the condition ended (None: not yet, or the condition never ended).
     pub resolved_after_ms: Option<u64>,
+    /// When the router's webhook told of the firing, after the condition began.
+    pub delivered_after_ms: Option<u64>,
+}
+
+/// The first notification of `alert` with `status` the harness's webhook received at or after `since`.
+fn delivered(h: &History, alert: &str, status: &str, since: Micros) -> Option<Micros> {
+    h.monitoring
+        .notifications
+        .iter()
+        .find(|n| n.at >= since && n.alert == alert && n.status == status)
+        .map(|n| n.at)
+}
+
+/// What the webhook received, for a message about what it did not.
+fn received_summary(h: &History, since: Micros) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for n in h.monitoring.notifications.iter().filter(|n| n.at >= since) {
+        let line = format!("{} {} (receiver {})", n.alert, n.status, n.receiver);
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
+    if seen.is_empty() {
+        "nothing at all".into()
+    } else {
+        seen.join(", ")
+    }
+}
+
+/// Whether the router delivered a Prometheus state change to the webhook
+/// within the deadline counted from `budget_from` (the condition's start, or
+/// its end for "resolved"): a person is paged within the same budget the
+/// alert has to fire. `None`: the stack declares no router, nothing to judge.
+fn judge_delivery(
+    h: &History,
+    alert: &str,
+    status: &str,
+    prometheus_at: Micros,
+    budget_from: Micros,
+    deadline_us: Micros,
+) -> Option<Result<Micros, (Outcome, String)>> {
+    let d = h.monitoring.delivery.as_ref()?;
+    if let Some(e) = &d.error {
+        return Some(Err((
+            Outcome::Inconclusive,
+            format!("the harness's alert receiver did not run ({e})"),
+        )));
+    }
+    // Prometheus's sample can trail the push to the router by one sampling interval.
+    let since = prometheus_at.saturating_sub(1_000_000);
+    match delivered(h, alert, status, since) {
+        Some(at) if at.saturating_sub(budget_from) <= deadline_us => Some(Ok(at)),
+        Some(at) => Some(Err((
+            Outcome::Fail,
+            format!(
+                "`{}` delivered `{alert}` {status} to the webhook {} ms after Prometheus saw it, {} ms into the condition's {} ms",
+                d.service,
+                ms(at.saturating_sub(prometheus_at)),
+                ms(at.saturating_sub(budget_from)),
+                ms(deadline_us)
+            ),
+        ))),
+        None => {
+            let observed_until = answered(h).last().map(|s| s.at).unwrap_or(prometheus_at);
+            let waited = observed_until.saturating_sub(prometheus_at);
+            let outcome = if observed_until.saturating_sub(budget_from) < deadline_us {
+                Outcome::Inconclusive
+            } else {
+                Outcome::Fail
+            };
+            let hint = if status == "resolved" {
+                " (a receiver with send_resolved: false never says an alert is over)"
+            } else {
+                " (its route sends the alert elsewhere, or nowhere)"
+            };
+            Some(Err((
+                outcome,
+                format!(
+                    "Prometheus had `{alert}` {status}, but in the {} ms after it `{}` delivered no such notification to the harness's webhook{hint}; the webhook received: {}",
+                    ms(waited),
+                    d.service,
+                    received_summary(h, since)
+                ),
+            )))
+        }
+    }
 }
 
 fn answered(h: &History) -> impl Iterator<Item = &AlertSample> {
@@ -71,6 +157,7 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
         pending_after_ms: None,
         fired_after_ms: None,
         resolved_after_ms: None,
+        delivered_after_ms: None,
     };
     if !f.landed {
         return (
@@ -132,13 +219,24 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
             timing,
         );
     }
-    let fired_line = format!(
+    let mut fired_line = format!(
         "fired {} ms after fault #{} {} began ({})",
         ms(fired_at - from),
         f.index,
         f.label,
         f.proof
     );
+    match judge_delivery(h, alert, "firing", fired_at, from, deadline_us) {
+        None => {}
+        Some(Ok(at)) => {
+            timing.delivered_after_ms = Some(ms(at.saturating_sub(from)));
+            fired_line.push_str(&format!(
+                "; delivered to the webhook {} ms after the fault began",
+                ms(at.saturating_sub(from))
+            ));
+        }
+        Some(Err((outcome, why))) => return (outcome, format!("{fired_line}; {why}"), timing),
+    }
     let Some(end) = condition_end(h, f) else {
         return (Outcome::Pass, fired_line, timing);
     };
@@ -147,15 +245,20 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
     match resolved {
         Some(r) if r - end <= deadline_us => {
             timing.resolved_after_ms = Some(ms(r - end));
-            (
-                Outcome::Pass,
-                format!(
-                    "{fired_line}; resolved {} ms after the condition ended at {}",
-                    ms(r - end),
-                    rel(end)
+            let resolved_line = format!(
+                "{fired_line}; resolved {} ms after the condition ended at {}",
+                ms(r - end),
+                rel(end)
+            );
+            match judge_delivery(h, alert, "resolved", r, end, deadline_us) {
+                None => (Outcome::Pass, resolved_line, timing),
+                Some(Ok(at)) => (
+                    Outcome::Pass,
+                    format!("{resolved_line} (the webhook told {} ms later)", ms(at.saturating_sub(r))),
+                    timing,
                 ),
-                timing,
-            )
+                Some(Err((outcome, why))) => (outcome, format!("{resolved_line}; {why}"), timing),
+            }
         }
         Some(r) => {
             timing.resolved_after_ms = Some(ms(r - end));
@@ -304,6 +407,22 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
             format!(
                 "`{alert}` fired at {} with no fault injected yet: a false alarm (its condition, {condition}, did not hold)",
                 super::rel(s.at, origin)
+            ),
+        )
+        .with_evidence(rule_line);
+    }
+    if let Some(n) = h
+        .monitoring
+        .notifications
+        .iter()
+        .find(|n| n.alert == alert && n.status == "firing" && first_fault.is_none_or(|t| n.at < t))
+    {
+        return verdict(
+            Outcome::Fail,
+            format!(
+                "the webhook was paged with `{alert}` firing at {} (receiver {}) with no fault injected yet: a false alarm",
+                super::rel(n.at, origin),
+                n.receiver
             ),
         )
         .with_evidence(rule_line);

@@ -2,6 +2,7 @@
 //! of its clients, the kernel's view of sockets and processes.
 
 pub mod access_log;
+pub mod alert_webhook;
 pub mod backend_metrics;
 pub mod celery_events;
 pub mod health;

@@ -189,6 +189,7 @@ impl DockerBackend {
                 ipam: Some(Ipam {
                     config: Some(vec![IpamConfig {
                         subnet: Some(format!("{}.{}.{}.0/24", prefix[0], prefix[1], prefix[2])),
+                        gateway: Some(gateway(prefix).to_string()),
                         ..Default::default()
                     }]),
                     ..Default::default()
@@ -330,8 +331,20 @@ fn exit_of_status(code: i64) -> ExitInfo {
     }
 }
 
+/// Docker gives a bridge network's first address to the host.
+fn gateway(prefix: [u8; 3]) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::new(prefix[0], prefix[1], prefix[2], 1)
+}
+
 #[async_trait]
 impl Backend for DockerBackend {
+    /// The run network's gateway: the host's own address on that network,
+    /// reachable from its containers and from nowhere else.
+    async fn harness_ip(&self) -> Result<std::net::IpAddr, StackError> {
+        let (prefix, _) = self.ensure_network().await?;
+        Ok(std::net::IpAddr::V4(gateway(prefix)))
+    }
+
     async fn start(&self, service: &str, overrides: &EnvOverrides) -> Result<u32, StackError> {
         let svc = self.service(service)?;
         let (prefix, network) = self.ensure_network().await?;
@@ -406,6 +419,8 @@ impl Backend for DockerBackend {
                 binds: Some(binds),
                 port_bindings: Some(port_bindings),
                 network_mode: Some(network.clone()),
+                // `{{ harness.webhook }}` names the harness; it listens on the network's gateway.
+                extra_hosts: Some(vec![format!("{}:{}", super::render::HARNESS_HOST, gateway(prefix))]),
                 init: Some(false),
                 ..Default::default()
             }),

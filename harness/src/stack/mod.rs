@@ -166,6 +166,11 @@ pub trait Backend: Send + Sync {
         }
         Ok(started.elapsed())
     }
+    /// The address the services reach the harness at (its alert receiver
+    /// listens there): loopback for local processes.
+    async fn harness_ip(&self) -> Result<std::net::IpAddr, StackError> {
+        Ok(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    }
     /// The rendered stack this backend runs.
     fn plan(&self) -> &render::StackPlan;
     /// Services started during the run (a release's instances).

@@ -62,8 +62,22 @@ pub struct StackPlan {
     /// The manifest's folder, absolute.
     pub manifest_dir: PathBuf,
     pub placement: Placement,
+    /// The port of the harness's alert receiver (`{{ harness.webhook }}`).
+    pub webhook_port: u16,
     context: RenderContext,
 }
+
+/// Where the services reach the harness itself.
+#[derive(Debug, Clone, Serialize)]
+struct HarnessContext {
+    /// `{{ harness.webhook }}`: the URL an alert router (Alertmanager's
+    /// `webhook_configs`) delivers alerts to.
+    webhook: String,
+}
+
+/// The name containers reach the harness by (an extra hosts entry pointing at
+/// their network's gateway).
+pub const HARNESS_HOST: &str = "chaosgate-harness";
 
 /// Where the services run, which decides how they address each other.
 ///
@@ -93,6 +107,7 @@ struct RenderContext {
     settings: BTreeMap<String, String>,
     /// `{{ certs.<name>.cert }}` / `.key`; empty without `[tls]`.
     certs: BTreeMap<String, super::certs::CertPaths>,
+    harness: HarnessContext,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +232,7 @@ impl StackPlan {
             }
             ports.insert(s.name.clone(), named);
         }
+        let webhook_port = picker.pick()?;
         // Released here, just before the services are started.
         drop(picker);
         // Secrets come from their own generator: the scenario seed must not make them guessable.
@@ -250,6 +266,10 @@ impl StackPlan {
                 "0.0.0.0".to_string(),
             ),
         };
+        let harness_host = match placement {
+            Placement::LocalProcesses => "127.0.0.1",
+            Placement::Containers => HARNESS_HOST,
+        };
         let manifest_dir = std::fs::canonicalize(&manifest.dir).unwrap_or_else(|_| manifest.dir.clone());
         // Certificates exist before any template that names them is rendered.
         let certs = match &manifest.tls {
@@ -263,7 +283,11 @@ impl StackPlan {
             path_dirs: stack_path,
             manifest_dir: manifest_dir.clone(),
             placement,
+            webhook_port,
             context: RenderContext {
+                harness: HarnessContext {
+                    webhook: format!("http://{harness_host}:{webhook_port}/alerts"),
+                },
                 hosts,
                 listen,
                 certs: certs.as_ref().map(|c| c.paths.clone()).unwrap_or_default(),
