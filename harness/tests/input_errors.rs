@@ -211,7 +211,7 @@ fn scenario_error_messages() {
     8,
     11,
     "services.scheduler",
-    "the base manifest has no service named `scheduler` (it has: blackbox, redis, redis-exporter, worker, app, app2, nginx, mtail, prometheus)"
+    "the base manifest has no service named `scheduler` (it has: alertmanager, blackbox, redis, redis-exporter, worker, app, app2, nginx, mtail, prometheus)"
 )]
 #[case::overlay_extends_a_missing_file(
     "overlay-missing-base",
@@ -345,6 +345,7 @@ fn the_reference_stack_lists_services_in_dependency_order() {
     assert_eq!(
         names,
         [
+            "alertmanager",
             "blackbox",
             "redis",
             "redis-exporter",

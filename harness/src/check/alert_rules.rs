@@ -431,6 +431,24 @@ fn peel(e: &Expr, divide: bool) -> (&Expr, f64) {
     (e, m)
 }
 
+/// What a rule's expression measures over: every range window (`[5m]`, a
+/// subquery's range) and every metric it reads; `None` if it does not parse.
+pub fn windows_and_metrics(expr: &str) -> Option<(Vec<std::time::Duration>, Vec<String>)> {
+    let e = parser::parse(expr).ok()?;
+    let mut windows = Vec::new();
+    walk(&e, &mut |n| match n {
+        Expr::MatrixSelector(m) => windows.push(m.range),
+        Expr::Subquery(q) => windows.push(q.range),
+        _ => {}
+    });
+    windows.sort();
+    windows.dedup();
+    let mut metrics: Vec<String> = selectors(&e).into_iter().filter_map(metric_name).map(str::to_string).collect();
+    metrics.sort();
+    metrics.dedup();
+    Some((windows, metrics))
+}
+
 /// Visit every node of an expression, parents first.
 fn walk<'a>(e: &'a Expr, f: &mut impl FnMut(&'a Expr)) {
     f(e);

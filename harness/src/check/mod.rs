@@ -1,5 +1,6 @@
 //! Checkers: pure functions from a history to verdicts, one module per spec section.
 
+pub mod alert_findings;
 pub mod alert_fire;
 pub mod alert_rules;
 pub mod alerts;

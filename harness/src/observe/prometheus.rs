@@ -250,7 +250,10 @@ async fn sample(api: &PromApi, declared: &BTreeMap<String, DeclaredAlert>, recor
                         expr: r.expr.clone(),
                         for_s: r.for_s,
                     })
-                    .collect();
+                    .collect::<Vec<_>>();
+                for f in crate::check::alert_findings::findings(declared, &defs) {
+                    recorder.finding(f);
+                }
                 recorder.rules_loaded(names, defs);
                 *rules_recorded = true;
             }

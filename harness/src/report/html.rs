@@ -110,6 +110,19 @@ struct ScenarioView {
     logs: Vec<LogView>,
     /// The task worker's figures and the acknowledged-write audit, as rows.
     tasks_and_writes: Vec<RowView>,
+    /// Time to fire per alert a fault provoked.
+    alert_timings: Vec<AlertTimingView>,
+}
+
+#[derive(Serialize)]
+struct AlertTimingView {
+    requirement: String,
+    alert: String,
+    fault: String,
+    pending: String,
+    fired: String,
+    delivered: String,
+    resolved: String,
 }
 
 #[derive(Serialize)]
@@ -246,6 +259,7 @@ fn scenario_view(index: usize, scenario: &ScenarioResult, logs: &LogExcerpts) ->
         faults: history.faults.iter().map(fault_view).collect(),
         events,
         tasks_and_writes: tasks_and_writes(scenario),
+        alert_timings: alert_timings(scenario),
         logs: logs
             .iter()
             .map(|(service, log)| LogView {
@@ -254,6 +268,32 @@ fn scenario_view(index: usize, scenario: &ScenarioResult, logs: &LogExcerpts) ->
             })
             .collect(),
     }
+}
+
+/// When each provoked alert went pending, fired, reached the webhook and
+/// resolved, measured without a deadline (the verdicts apply theirs).
+fn alert_timings(scenario: &ScenarioResult) -> Vec<AlertTimingView> {
+    let h = &scenario.history;
+    let Some(declared) = &h.monitoring.declared else {
+        return Vec::new();
+    };
+    let after = |v: Option<u64>| v.map_or("–".to_string(), |ms| format!("{ms} ms"));
+    declared
+        .iter()
+        .flat_map(|(id, d)| {
+            crate::check::alert_fire::timings(h, id, u64::MAX / 2_000)
+                .into_iter()
+                .map(move |t| AlertTimingView {
+                    requirement: text(id),
+                    alert: text(&d.alert),
+                    fault: text(&t.fault),
+                    pending: after(t.pending_after_ms),
+                    fired: after(t.fired_after_ms),
+                    delivered: after(t.delivered_after_ms),
+                    resolved: after(t.resolved_after_ms),
+                })
+        })
+        .collect()
 }
 
 fn tasks_and_writes(scenario: &ScenarioResult) -> Vec<RowView> {
