@@ -560,6 +560,18 @@ async fn scenario_body(
     display.phase("warm-up");
     display.watch_load(recorder.clone(), Duration::from_secs(scenario.load.max_duration_s));
     tokio::time::sleep(Duration::from_secs_f64(scenario.load.warmup_s)).await;
+    // No alert can see a fault before the monitoring's first scrape of its targets.
+    if let Some(a) = &alerts
+        && reads_alerts(scenario)
+    {
+        display.phase("waiting for the monitoring's first scrape");
+        match a.wait_scraped(Duration::from_secs(15)).await {
+            Ok(after) => display.line(format!("monitoring: every target scraped after {} ms more", after.as_millis())),
+            Err(why) => display.line(format!(
+                "monitoring: not every target scraped within 15 s ({why}); the faults go ahead"
+            )),
+        }
+    }
     let announce = |msg: String| display_phase(display, msg);
     let nemesis = Nemesis {
         backend,
@@ -587,14 +599,53 @@ async fn scenario_body(
     if let Some(p) = prober {
         p.stop();
     }
-    if let Some(a) = alerts {
-        a.stop().await;
-    }
     if judges_redis_or_tasks {
         display.phase("reading Redis's state");
         crate::observe::redis_state::observe_after_faults(manifest, plan, celery, recorder).await;
     }
+    if let Some(a) = alerts {
+        // Watched until the alerts resolve (the checks need the resolution), within their deadline.
+        if reads_alerts(scenario) {
+            display.phase("waiting for the alerts to resolve");
+            let judged = judged_alerts(manifest, scenario);
+            if !a
+                .wait_settled(&judged, Duration::from_millis(scenario.settings.alert_deadline_ms))
+                .await
+            {
+                display.line("some alert still pending or firing at the end of the watch");
+            }
+        }
+        a.stop().await;
+    }
     Ok(healthy)
+}
+
+/// Whether a verdict of this scenario reads the stack's alerts: the AL-*
+/// requirements, and those the standard defines with an alert half.
+fn reads_alerts(scenario: &Scenario) -> bool {
+    scenario
+        .covers
+        .iter()
+        .any(|id| id.starts_with("AL-") || crate::check::ALERT_HALVES.iter().any(|(req, _)| req == id))
+}
+
+/// The alerts this scenario's verdicts judge: those declared for its AL-*
+/// requirements and for the alert halves of the others.
+fn judged_alerts(manifest: &Manifest, scenario: &Scenario) -> Vec<String> {
+    let Some(m) = &manifest.monitoring else { return Vec::new() };
+    scenario
+        .covers
+        .iter()
+        .flat_map(|id| {
+            let half = crate::check::ALERT_HALVES
+                .iter()
+                .find(|(req, _)| req == id)
+                .map(|(_, a)| a.to_string());
+            [Some(id.clone()), half]
+        })
+        .flatten()
+        .filter_map(|id| m.alerts.get(&id).map(|d| d.alert.clone()))
+        .collect()
 }
 
 /// The receiver the stack's alert router pages, when it declares one; a

@@ -143,10 +143,11 @@ fn real_celery_worker_passes(#[case] scenario_file: &str) {
 #[case::redis_outage_health("scenarios/redis-outage-health.toml", &[("HC-READY", Pass), ("HC-LIVE", Pass), ("HC-AGG", Pass)])]
 #[case::config("scenarios/config.toml", &[("CF-HOT", Fail), ("CF-ENV", Pass), ("CF-VALIDATE", Pass)])]
 #[case::nginx_rate("scenarios/nginx-rate.toml", &[("NX-RATE", Fail)])]
-#[case::worker_flood("scenarios/worker-flood.toml", &[("CW-FLOOD", Pass), ("CW-CONC", Pass), ("CW-PRIO", Fail)])]
+// CW-FLOOD and NX-502 fail on their alert half alone: the stack has no monitoring.
+#[case::worker_flood("scenarios/worker-flood.toml", &[("CW-FLOOD", Fail), ("CW-CONC", Pass), ("CW-PRIO", Fail)])]
 #[case::worker_sigterm("scenarios/worker-sigterm.toml", &[("GS-WORKER", Fail)])]
 #[case::nginx_features("scenarios/nginx-features.toml", &[("NX-KEEPALIVE", Fail), ("NX-GZIP", Fail), ("NX-CACHE", Fail)])]
-#[case::nginx_upstreams("scenarios/nginx-upstreams.toml", &[("NX-FAILOVER", Fail), ("NX-502", Pass)])]
+#[case::nginx_upstreams("scenarios/nginx-upstreams.toml", &[("NX-FAILOVER", Fail), ("NX-502", Fail)])]
 #[case::redis_recover(
     "scenarios/redis-recover.toml",
     &[("RD-AOF", Fail), ("RD-RDB", Pass), ("RD-MAXMEM", Fail), ("RD-AUTH", Pass), ("RD-RECOVER", Fail)]
@@ -173,6 +174,14 @@ fn third_party_stack_matches_its_ground_truth(#[case] scenario_file: &str, #[cas
             v.outcome, *measured,
             "{id}: chaosgate disagrees with the hand-measured ground truth:\n{report}"
         );
+        // The ground truth's reason too: the requirement's own half held, its alert is missing.
+        if let Some((_, alert)) = chaosgate::check::ALERT_HALVES.iter().find(|(req, _)| req == id) {
+            assert!(
+                v.measured.starts_with(alert) && v.measured.contains("cannot fire: the stack has no monitoring"),
+                "{id}: {}",
+                v.measured
+            );
+        }
     }
 }
 
@@ -336,14 +345,85 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "AL-CERT",
     "no alerting rule named `CertificateExpiringSoon`"
 )]
-#[case::al_err_threshold("alert-err-threshold-10", "scenarios/alerts-calm.toml", "AL-ERR", "> 0.1")]
+// Rule mutants: the static reading fails them, so a 4 s run does.
+#[case::al_err_threshold(
+    "alert-err-threshold-10",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-ERR",
+    "> 0.1"
+)]
+#[case::al_p95_is_p99(
+    "alert-p95-is-p99",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-P95",
+    "on P99, not P95"
+)]
+#[case::al_cpu_90(
+    "alert-cpu-90",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-CPU",
+    "reads as CPU > 90 %"
+)]
+#[case::al_mem_95(
+    "alert-mem-95",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-MEM",
+    "reads as memory > 95 %"
+)]
+#[case::al_task_time_60m(
+    "alert-task-time-60m",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-TASK-TIME",
+    "reads as task run time > 60 minutes"
+)]
+#[case::al_task_fail_25(
+    "alert-task-fail-25",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-TASK-FAIL",
+    "reads as task failure rate > 25 %"
+)]
+#[case::al_queue_1000(
+    "alert-queue-1000",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-QUEUE",
+    "reads as queue length > 1000"
+)]
 #[case::al_worker_no_rule(
     "alert-no-worker-rule",
-    "scenarios/alerts-calm.toml",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
     "AL-WORKER",
     "no alerting rule named `WorkerDown`"
 )]
-#[case::al_5xx_for_too_long("alert-5xx-for-10m", "scenarios/alerts-calm.toml", "AL-NGX-5XX", "for: 600")]
+#[case::al_5xx_for_too_long(
+    "alert-5xx-for-10m",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-NGX-5XX",
+    "for: 600"
+)]
+#[case::al_429_counts_503(
+    "alert-429-counts-503",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-NGX-429",
+    "does not select 429 responses"
+)]
+#[case::al_rds_conn_10000(
+    "alert-rds-conn-10000",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-RDS-CONN",
+    "reads as Redis connections > 10000"
+)]
+#[case::al_rds_slow_1s(
+    "alert-rds-slow-1s",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-RDS-SLOW",
+    "is the standard's Redis command time > 100 ms"
+)]
+#[case::al_persist_rdb_only(
+    "alert-persist-rdb-only",
+    "harness/tests/fixtures/scenarios/alert-rules-read.toml",
+    "AL-RDS-PERSIST",
+    "a failing AOF write goes unreported"
+)]
 #[case::al_route_drops(
     "alert-route-drops-worker-down",
     "scenarios/alerts-worker.toml",

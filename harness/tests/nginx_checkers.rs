@@ -163,8 +163,25 @@ fn all_down() -> FaultDetail {
 
 #[test]
 fn nx_502_passes_on_quick_502s_and_fails_on_anything_else() {
-    let pass = history(steady(T0, T0 + 1490, 502), vec![fault("app", T0, true, all_down())]);
-    assert_eq!(check("NX-502", &pass).outcome, Pass);
+    let mut pass = history(steady(T0, T0 + 1490, 502), vec![fault("app", T0, true, all_down())]);
+    // The standard's NX-502 includes AL-NGX-5XX firing: no monitoring, no pass.
+    let v = check("NX-502", &pass);
+    assert_eq!(v.outcome, Fail, "{v:#?}");
+    assert!(
+        v.measured
+            .starts_with("AL-NGX-5XX (nginx 5xx rate > 1 %) cannot fire: the stack has no monitoring"),
+        "{}",
+        v.measured
+    );
+    assert!(v.measured.contains("149 of 149 requests got 502"), "{}", v.measured);
+    pass.monitoring = monitoring_firing_from(T0 + 2_000, T0 + 30_000);
+    let v = check("NX-502", &pass);
+    assert_eq!(v.outcome, Pass, "{v:#?}");
+    assert!(
+        v.measured.contains("AL-NGX-5XX `NginxErrorRateHigh` fired 2000 ms after"),
+        "{}",
+        v.measured
+    );
     let masked = history(steady(T0, T0 + 1490, 200), vec![fault("app", T0, true, all_down())]);
     let v = check("NX-502", &masked);
     assert_eq!(v.outcome, Fail);
@@ -174,6 +191,43 @@ fn nx_502_passes_on_quick_502s_and_fails_on_anything_else() {
         Inconclusive
     );
     assert_eq!(check("NX-502", &history(steady(T0, T0 + 1490, 502), vec![])).outcome, Inconclusive);
+}
+
+/// Monitoring that declares AL-NGX-5XX and samples it every 200 ms up to
+/// `until_ms`, firing from `from_ms` on for 3 s.
+fn monitoring_firing_from(from_ms: u64, until_ms: u64) -> chaosgate::history::MonitoringRecord {
+    use chaosgate::history::{AlertSample, DeclaredAlert, MonitoringRecord, RuleState};
+    const ALERT: &str = "NginxErrorRateHigh";
+    MonitoringRecord {
+        declared: Some(BTreeMap::from([(
+            "AL-NGX-5XX".to_string(),
+            DeclaredAlert {
+                alert: ALERT.into(),
+                query: None,
+            },
+        )])),
+        rules_loaded: Some(vec![ALERT.into()]),
+        samples: (0..until_ms)
+            .step_by(200)
+            .map(|t| {
+                let firing = (from_ms..from_ms + 3_000).contains(&t);
+                AlertSample {
+                    at: ms(t),
+                    firing: if firing { vec![ALERT.into()] } else { vec![] },
+                    rules: BTreeMap::from([(
+                        ALERT.to_string(),
+                        RuleState {
+                            state: if firing { "firing" } else { "inactive" }.into(),
+                            evaluated_at: Some(ms(t)),
+                        },
+                    )]),
+                    values: BTreeMap::new(),
+                    error: None,
+                }
+            })
+            .collect(),
+        ..MonitoringRecord::default()
+    }
 }
 
 fn outage() -> FaultDetail {

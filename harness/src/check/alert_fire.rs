@@ -150,6 +150,17 @@ fn condition_end(h: &History, f: &FaultRecord) -> Option<Micros> {
 
 /// Judge one provocation; `Err` is a failed or inconclusive part with its reason.
 fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Micros) -> (Outcome, String, Timing) {
+    judge_provocation_until(h, alert, f, deadline_us, condition_end(h, f))
+}
+
+/// As `judge_provocation`, with the condition's end given (`None`: it did not end while watched).
+fn judge_provocation_until(
+    h: &History,
+    alert: &str,
+    f: &FaultRecord,
+    deadline_us: Micros,
+    condition_end: Option<Micros>,
+) -> (Outcome, String, Timing) {
     let origin = h.load_window.map(|w| w.0).unwrap_or(0);
     let rel = |at: Micros| super::rel(at, origin);
     let mut timing = Timing {
@@ -237,7 +248,7 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
         }
         Some(Err((outcome, why))) => return (outcome, format!("{fired_line}; {why}"), timing),
     }
-    let Some(end) = condition_end(h, f) else {
+    let Some(end) = condition_end else {
         return (Outcome::Pass, fired_line, timing);
     };
     let since = end.max(fired_at);
@@ -290,6 +301,34 @@ fn judge_provocation(h: &History, alert: &str, f: &FaultRecord, deadline_us: Mic
             )
         }
     }
+}
+
+/// The alert half of a requirement the standard defines with its alert
+/// (CW-FLOOD: AL-QUEUE fires and resolves; NX-502: AL-NGX-5XX fires): the
+/// alert declared for `alert_id` fires within the deadline of `f` starting,
+/// and resolves within it of `end` (the condition's end the caller measured;
+/// `None`: the fault's own). A stack without the alert fails this half.
+pub fn alert_half(alert_id: &str, h: &History, deadline_ms: u64, f: &FaultRecord, end: Option<Micros>) -> (Outcome, String) {
+    let mon = &h.monitoring;
+    let condition = alert_rules::standard_condition(alert_id).unwrap_or("its condition");
+    let Some(declared) = &mon.declared else {
+        return (
+            Outcome::Fail,
+            format!("{alert_id} ({condition}) cannot fire: the stack has no monitoring ([monitoring] is not declared)"),
+        );
+    };
+    let Some(decl) = declared.get(alert_id) else {
+        return (
+            Outcome::Fail,
+            format!("{alert_id} ({condition}) cannot fire: the stack's monitoring declares no alert for it"),
+        );
+    };
+    if let Err((outcome, why)) = super::alerts::monitoring_usable(mon, &decl.alert, alert_id) {
+        return (outcome, format!("{alert_id}: {why}"));
+    }
+    let end = end.or_else(|| condition_end(h, f));
+    let (outcome, why, _) = judge_provocation_until(h, &decl.alert, f, deadline_ms * 1000, end);
+    (outcome, format!("{alert_id} `{}` {why}", decl.alert))
 }
 
 /// Every provocation's timing for `id`, for the report's time-to-fire table.

@@ -1,5 +1,30 @@
 //! Checkers: pure functions from a history to verdicts, one module per spec section.
 
+/// Requirements the standard defines with an alert that must fire: (requirement, its alert).
+pub const ALERT_HALVES: &[(&str, &str)] = &[("CW-FLOOD", "AL-QUEUE"), ("NX-502", "AL-NGX-5XX")];
+
+/// Judge a requirement's alert half (see `ALERT_HALVES`) and fold it into
+/// its verdict: the worse outcome wins, and its reason leads.
+pub(crate) fn with_alert_half(
+    v: Verdict,
+    alert_id: &str,
+    input: &CheckInput<'_>,
+    fault: &crate::history::FaultRecord,
+    condition_end: Option<crate::history::Micros>,
+) -> Verdict {
+    let (outcome, why) = alert_fire::alert_half(alert_id, input.history, input.settings.alert_deadline_ms, fault, condition_end);
+    let measured = if outcome > v.outcome {
+        format!("{why}; {}", v.measured)
+    } else {
+        format!("{}; {why}", v.measured)
+    };
+    Verdict {
+        outcome: v.outcome.max(outcome),
+        measured,
+        ..v
+    }
+}
+
 pub mod alert_findings;
 pub mod alert_fire;
 pub mod alert_rules;

@@ -111,7 +111,8 @@ fn in_window(h: &History, from: Micros, to: Micros) -> Vec<&RequestRecord> {
 /// NX-502: with every upstream down, the proxy answers 502 quickly.
 pub fn nx_502(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "NX-502";
-    let expected = "with every upstream down, requests get 502 within 1 s (counted as 5xx), no reset, no other answer";
+    let expected =
+        "with every upstream down, requests get 502 within 1 s (counted as 5xx), no reset, no other answer, and AL-NGX-5XX fires";
     let mut judged = 0;
     let mut verdict: Option<Verdict> = None;
     for f in landed(input.history) {
@@ -169,8 +170,13 @@ pub fn nx_502(input: &CheckInput<'_>) -> Verdict {
             None => v,
         });
     }
+    let all_down = landed(input.history).find(|f| matches!(f.detail, FaultDetail::AllDown { .. }));
     match verdict {
-        Some(v) if judged > 0 => v,
+        // The standard's NX-502 includes its alert: AL-NGX-5XX fires.
+        Some(v) if judged > 0 => match all_down {
+            Some(f) => super::with_alert_half(v, "AL-NGX-5XX", input, f, None),
+            None => v,
+        },
         Some(v) => Verdict::new(
             ID,
             Outcome::Inconclusive,

@@ -160,7 +160,8 @@ fn first_ids(ids: &[String]) -> String {
 /// CW-FLOOD: the queue went far above the alert threshold, drained, nothing lost or duplicated.
 pub fn cw_flood(input: &CheckInput<'_>) -> Verdict {
     const ID: &str = "CW-FLOOD";
-    let expected = format!("queue above {QUEUE_ALERT} (AL-QUEUE would fire), then empty; every task done exactly once");
+    let expected =
+        format!("queue above {QUEUE_ALERT} and AL-QUEUE fires, then the queue empties and AL-QUEUE resolves; every task done exactly once");
     let h = input.history;
     if floods(h).next().is_none() {
         return no_tasks(ID, &expected);
@@ -213,7 +214,18 @@ pub fn cw_flood(input: &CheckInput<'_>) -> Verdict {
             "finding 8: at the peak LLEN of the base list alone was {base}, all priority lists held {peak}"
         ));
     }
-    v.with_reading("the queue length is the sum of LLEN over every priority list of the queue (finding 8); AL-QUEUE's rule itself is not evaluated here")
+    // The standard's CW-FLOOD includes its alert: AL-QUEUE fires, and resolves once the queue is back under the threshold.
+    let peak_at = h.redis.queue.iter().find(|q| q.total == peak).map(|q| q.at).unwrap_or(0);
+    let under = h
+        .redis
+        .queue
+        .iter()
+        .find(|q| q.at > peak_at && q.total <= QUEUE_ALERT)
+        .map(|q| q.at);
+    if let Some(flood) = floods(h).next() {
+        v = super::with_alert_half(v, "AL-QUEUE", input, flood, under);
+    }
+    v.with_reading("the queue length is the sum of LLEN over every priority list of the queue (finding 8)")
 }
 
 /// Running intervals (start, finish) of every finished run of a task: each

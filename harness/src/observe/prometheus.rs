@@ -70,6 +70,19 @@ struct RawRule {
 }
 
 #[derive(Deserialize)]
+struct TargetsData {
+    #[serde(rename = "activeTargets", default)]
+    active_targets: Vec<RawTarget>,
+}
+
+#[derive(Deserialize)]
+struct RawTarget {
+    /// "up", "down", or "unknown" until its first scrape.
+    #[serde(default)]
+    health: String,
+}
+
+#[derive(Deserialize)]
 struct QueryData {
     #[serde(rename = "resultType")]
     result_type: String,
@@ -118,6 +131,13 @@ impl PromApi {
             .collect())
     }
 
+    /// Active scrape targets: (scraped at least once, all).
+    pub async fn targets_scraped(&self) -> Result<(usize, usize), String> {
+        let data: TargetsData = self.get("/api/v1/targets?state=active").await?;
+        let scraped = data.active_targets.iter().filter(|t| t.health != "unknown").count();
+        Ok((scraped, data.active_targets.len()))
+    }
+
     /// An instant query; the smallest value when it returns several series,
     /// `None` when it returns none.
     pub async fn query_min(&self, expr: &str) -> Result<Option<f64>, String> {
@@ -163,6 +183,8 @@ fn unix_now() -> f64 {
 
 /// Samples the declared alerts into the history until stopped.
 pub struct AlertWatcher {
+    api: PromApi,
+    recorder: Arc<Recorder>,
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -190,7 +212,9 @@ impl AlertWatcher {
         let api = PromApi::new(addr);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let (sampling, sampled) = (api.clone(), recorder.clone());
         let task = tokio::spawn(async move {
+            let (api, recorder) = (sampling, sampled);
             let mut rules_recorded = false;
             while !stopping.load(Ordering::Relaxed) {
                 let sample = sample(&api, &declared, &recorder, &mut rules_recorded).await;
@@ -198,7 +222,47 @@ impl AlertWatcher {
                 tokio::time::sleep(interval).await;
             }
         });
-        Some(Self { stop, task: Some(task) })
+        Some(Self {
+            api,
+            recorder,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// Wait until Prometheus has scraped every active target once: before
+    /// that no alert can see a fault, however real. Returns what it saw.
+    pub async fn wait_scraped(&self, deadline: Duration) -> Result<Duration, String> {
+        let started = tokio::time::Instant::now();
+        let mut last = String::from("no answer");
+        while started.elapsed() < deadline {
+            match self.api.targets_scraped().await {
+                Ok((scraped, all)) if scraped == all && all > 0 => return Ok(started.elapsed()),
+                Ok((scraped, all)) => last = format!("{scraped} of {all} targets scraped"),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(last)
+    }
+
+    /// Wait until none of `alerts` is pending or firing (a resolution is
+    /// evidence the checks need), up to `deadline`; whether they settled.
+    pub async fn wait_settled(&self, alerts: &[String], deadline: Duration) -> bool {
+        let started = tokio::time::Instant::now();
+        let from = self.recorder.clock.now();
+        loop {
+            let samples = self.recorder.alert_samples_since(from);
+            if let Some(s) = samples.iter().rev().find(|s| s.error.is_none())
+                && alerts.iter().all(|a| s.rules.get(a).is_none_or(|r| r.state == "inactive"))
+            {
+                return true;
+            }
+            if started.elapsed() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn stop(mut self) {
