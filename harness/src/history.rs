@@ -1154,6 +1154,41 @@ impl Recorder {
         self.with(|h| h.monitoring.notifications.push(n));
     }
 
+    /// Of `alerts`, those Prometheus had firing that the router has not
+    /// paged at all, when the stack routes its alerts (else none).
+    pub fn alerts_fired_but_not_paged(&self, alerts: &[String]) -> Vec<String> {
+        self.with(|h| {
+            if h.monitoring.delivery.as_ref().is_none_or(|d| d.error.is_some()) {
+                return Vec::new();
+            }
+            alerts
+                .iter()
+                .filter(|a| h.monitoring.samples.iter().any(|s| s.is_firing(a)))
+                .filter(|a| !h.monitoring.notifications.iter().any(|n| &n.alert == *a && n.status == "firing"))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Of `alerts`, those whose last webhook notification says firing (the
+    /// router has not yet told that they are over).
+    pub fn alerts_paged_and_not_resolved(&self, alerts: &[String]) -> Vec<String> {
+        self.with(|h| {
+            alerts
+                .iter()
+                .filter(|a| {
+                    h.monitoring
+                        .notifications
+                        .iter()
+                        .rev()
+                        .find(|n| &n.alert == *a)
+                        .is_some_and(|n| n.status == "firing")
+                })
+                .cloned()
+                .collect()
+        })
+    }
+
     pub fn alert_sample(&self, sample: AlertSample) {
         self.with(|h| h.monitoring.samples.push(sample));
     }

@@ -247,14 +247,20 @@ impl AlertWatcher {
     }
 
     /// Wait until none of `alerts` is pending or firing (a resolution is
-    /// evidence the checks need), up to `deadline`; whether they settled.
+    /// evidence the checks need), the router has told of each resolution,
+    /// and none fired without the router paging it (its absence is evidence
+    /// only once the whole deadline has passed); up to `deadline`; whether
+    /// they settled.
     pub async fn wait_settled(&self, alerts: &[String], deadline: Duration) -> bool {
         let started = tokio::time::Instant::now();
         let from = self.recorder.clock.now();
         loop {
             let samples = self.recorder.alert_samples_since(from);
+            // Inactive in Prometheus, and the router (if any) has said so too.
             if let Some(s) = samples.iter().rev().find(|s| s.error.is_none())
                 && alerts.iter().all(|a| s.rules.get(a).is_none_or(|r| r.state == "inactive"))
+                && self.recorder.alerts_paged_and_not_resolved(alerts).is_empty()
+                && self.recorder.alerts_fired_but_not_paged(alerts).is_empty()
             {
                 return true;
             }
