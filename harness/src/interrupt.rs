@@ -28,7 +28,9 @@ pub fn install() -> Result<(), ctrlc::Error> {
             }
             std::process::exit(130);
         }
-        eprintln!("chaosgate: interrupted: stopping the load and the stack (press Ctrl-C again to kill at once)");
+        eprintln!(
+            "chaosgate: interrupted (Ctrl-C, SIGTERM or SIGHUP): stopping the load and the stack; a second signal kills them at once"
+        );
         goose::trigger_killswitch("chaosgate: interrupted");
         NOTIFY.notify_waiters();
     })

@@ -112,11 +112,16 @@ pub fn rd_aof(input: &CheckInput<'_>) -> Verdict {
         Verdict::new(ID, if ok { Outcome::Pass } else { Outcome::Fail }, measured, expected)
     });
     // The audit first, so a pass headline carries the counts.
-    let verdict = match audit_part(ID, input) {
-        Some(part) => part.merge(config),
-        None => config,
-    };
-    verdict.with_reading(KILL9_READING)
+    // Configuration alone proves nothing about what survives a kill.
+    let part = audit_part(ID, input).unwrap_or_else(|| {
+        Verdict::new(
+            ID,
+            Outcome::Inconclusive,
+            "no acknowledged write was looked up after a Redis kill and restart: no kill of Redis landed, or the load did not acknowledge a write",
+            expected,
+        )
+    });
+    part.merge(config).with_reading(KILL9_READING)
 }
 
 /// RD-RDB: snapshot save points set, a snapshot succeeds, the file is there.
@@ -415,8 +420,10 @@ mod tests {
         for f in [rd_rdb, rd_maxmem, rd_auth] {
             assert_eq!(judge(&h, f).outcome, Outcome::Pass);
         }
-        // AOF configured but never put to a kill -9: the config part passes alone.
-        assert_eq!(judge(&h, rd_aof).outcome, Outcome::Pass);
+        // AOF configured but never put to a kill -9: configuration alone is no pass.
+        let v = judge(&h, rd_aof);
+        assert_eq!(v.outcome, Outcome::Inconclusive, "{v:#?}");
+        assert!(v.measured.contains("no acknowledged write was looked up"), "{}", v.measured);
     }
 
     #[test]

@@ -35,8 +35,30 @@ pub fn render_console(report: &RunReport) -> String {
     out.push('\n');
     summary(&mut out, report);
     tasks_and_writes(&mut out, report);
+    findings(&mut out, report);
     details(&mut out, report);
     out
+}
+
+/// Each finding once, with the scenarios that reported it; the evidence is
+/// in the HTML and JSON reports.
+fn findings(out: &mut String, report: &RunReport) {
+    let mut seen: Vec<(&str, &str, Vec<&str>)> = Vec::new();
+    for scenario in &report.scenarios {
+        for f in &scenario.history.findings {
+            match seen.iter_mut().find(|(id, _, _)| *id == f.id) {
+                Some((_, _, scenarios)) => {
+                    if !scenarios.contains(&scenario.name.as_str()) {
+                        scenarios.push(&scenario.name);
+                    }
+                }
+                None => seen.push((&f.id, &f.title, vec![&scenario.name])),
+            }
+        }
+    }
+    for (id, title, scenarios) in seen {
+        let _ = writeln!(out, "finding:  {}: {} ({})", cell(id), cell(title), cell(&scenarios.join(", ")));
+    }
 }
 
 /// Per scenario, the task tally and the acknowledged-write audit, where there were any.
