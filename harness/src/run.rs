@@ -378,6 +378,8 @@ pub async fn run_scenario(
     progress: bool,
     backend_kind: BackendKind,
 ) -> (ScenarioResult, bool) {
+    // Before any service starts: nothing the harness inherited may reach it.
+    crate::stack::descriptors::mark_inherited_close_on_exec();
     if scenario.load.tls && manifest.tls.is_none() {
         return (no_tls_result(manifest, scenario), false);
     }

@@ -19,7 +19,24 @@ fn repo(path: &str) -> PathBuf {
 /// Start a run of the SIGTERM scenario and wait until its stack is healthy;
 /// returns the child, its run id, and the rest of its stderr.
 fn start_run(state_dir: &std::path::Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chaosgate"))
+    start_run_with(state_dir, None)
+}
+
+/// As `start_run`; with `inherited`, the harness starts holding that file
+/// open on descriptor 7, not close-on-exec, as a shell redirect leaves it.
+fn start_run_with(state_dir: &std::path::Path, inherited: Option<&std::path::Path>) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut command = match inherited {
+        Some(file) => {
+            let mut c = Command::new("bash");
+            c.arg("-c")
+                .arg("exec 7>>\"$0\"; exec \"$@\"")
+                .arg(file)
+                .arg(env!("CARGO_BIN_EXE_chaosgate"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_chaosgate")),
+    };
+    let mut child = command
         .arg("run")
         .arg(repo("scenarios/sigterm-drain.toml"))
         .arg("--stack")
@@ -136,6 +153,42 @@ fn listening_ports_of(run_id: &str) -> Vec<u16> {
         .filter(|e| e.state == chaosgate::observe::sockets::TCP_LISTEN && inodes.contains(&e.inode))
         .map(|e| e.local.port())
         .collect()
+}
+
+/// Where each descriptor of `pid` points.
+fn descriptors_of(pid: u32) -> Vec<PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn services_inherit_no_descriptor_of_the_harness() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let state = tempdir("descriptors");
+    let held = state.join("held-by-the-harness");
+    std::fs::write(&held, b"").expect("file");
+    let (mut child, run_id, _) = start_run_with(&state, Some(&held));
+    let held = std::fs::canonicalize(&held).expect("canonical");
+    // The harness did inherit it: there was something to leak.
+    let harness_holds = descriptors_of(child.id()).contains(&held);
+    let services = tagged_processes(Some(&run_id), None);
+    let leaked: Vec<String> = services
+        .iter()
+        .filter(|p| descriptors_of(p.pid).contains(&held))
+        .map(|p| format!("{} (pid {}, {})", p.service, p.pid, p.command))
+        .collect();
+    // Stop the stack before any assertion can fail.
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let status = wait(&mut child, Duration::from_secs(60));
+    assert!(harness_holds, "the harness should hold {}", held.display());
+    assert!(!services.is_empty(), "the run's services should be running");
+    assert!(
+        leaked.is_empty(),
+        "inherited the harness's descriptor on {}: {leaked:#?}",
+        held.display()
+    );
+    assert_eq!(status.code(), Some(130));
 }
 
 fn tempdir(name: &str) -> PathBuf {

@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod compose;
+pub mod descriptors;
 pub mod docker;
 pub mod docker_objects;
 pub mod process;
