@@ -57,6 +57,16 @@ fn write(path: &Path, text: &str) -> Result<(), CertError> {
     })
 }
 
+/// A private key: readable by its owner only (a TLS server reads it as the
+/// user that starts it, before it drops privileges).
+fn write_private(path: &Path, text: &str) -> Result<(), CertError> {
+    write(path, text)?;
+    super::render::make_private(path).map_err(|source| CertError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 fn path_string(p: &Path) -> String {
     p.display().to_string()
 }
@@ -101,7 +111,7 @@ impl CertSet {
             let cert = params.signed_by(&key, &issuer)?;
             let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
             write(&cert_path, &cert.pem())?;
-            write(&key_path, &key.serialize_pem())?;
+            write_private(&key_path, &key.serialize_pem())?;
             paths.insert(
                 name.to_string(),
                 CertPaths {

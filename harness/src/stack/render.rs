@@ -108,6 +108,18 @@ struct RenderContext {
     /// `{{ certs.<name>.cert }}` / `.key`; empty without `[tls]`.
     certs: BTreeMap<String, super::certs::CertPaths>,
     harness: HarnessContext,
+    /// A rendered file holding a secret is made readable by its owner only.
+    /// Local processes run as the harness's user; a container's user may be
+    /// another one, which must still read it (the run folder is then what
+    /// keeps it from other users).
+    #[serde(skip)]
+    private_secrets: bool,
+}
+
+/// Owner read and write only.
+pub fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -285,6 +297,7 @@ impl StackPlan {
             placement,
             webhook_port,
             context: RenderContext {
+                private_secrets: placement == Placement::LocalProcesses,
                 harness: HarnessContext {
                     webhook: format!("http://{harness_host}:{webhook_port}/alerts"),
                 },
@@ -501,10 +514,15 @@ fn render_file_in(
     let mut ctx = ctx.clone();
     ctx.settings.extend(setting_overrides.clone());
     let text = render_str(&strict_env(), &source, &ctx, &template.display().to_string())?;
-    std::fs::write(dest, text).map_err(|source| RenderError::Io {
+    let io = |source| RenderError::Io {
         path: dest.to_path_buf(),
         source,
-    })
+    };
+    std::fs::write(dest, &text).map_err(io)?;
+    if ctx.private_secrets && ctx.secrets.values().any(|s| !s.is_empty() && text.contains(s.as_str())) {
+        make_private(dest).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// A compose service's bind mounts: a single file is copied into the
@@ -570,5 +588,38 @@ mod port_tests {
                 picker.range
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod privacy_tests {
+    use super::{Placement, StackPlan};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).expect("rendered").permissions().mode() & 0o777
+    }
+
+    /// The reference's redis.conf holds the Redis password; its Prometheus
+    /// configuration holds none; nginx's keys are private whatever the placement.
+    #[test]
+    fn files_holding_a_secret_and_keys_are_readable_by_their_owner_only() {
+        let manifest = crate::manifest::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fixtures/stacks/reference"
+        )))
+        .expect("reference manifest");
+        let dir = std::env::temp_dir().join(format!("chaosgate-privacy-{}", std::process::id()));
+        let plan = StackPlan::render_for(&manifest, &dir, 1, Placement::LocalProcesses).expect("rendered");
+        let redis_conf = plan.run_dir.join("redis/redis.conf");
+        assert!(std::fs::read_to_string(&redis_conf).expect("redis.conf").contains("requirepass "));
+        assert_eq!(mode(&redis_conf), 0o600);
+        assert_ne!(
+            mode(&plan.run_dir.join("prometheus/rules.yml")) & 0o044,
+            0,
+            "no secret there: left readable"
+        );
+        assert_eq!(mode(&plan.run_dir.join("certs/valid.key")), 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
