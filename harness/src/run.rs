@@ -180,6 +180,29 @@ pub fn build_stack(manifest: &Manifest, progress: bool) -> Result<(), StackError
     Ok(())
 }
 
+/// Run as root, services that drop to another user (nginx's workers, as
+/// `www-data`) cannot open their files under a folder other users may not
+/// enter (`mktemp -d` makes it 0700): say which one, before checks fail
+/// with "probe not landed" for a reason nobody sees.
+pub fn closed_folder_warning(run_dir: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let dir = std::fs::canonicalize(run_dir).ok()?;
+    let closed = dir
+        .ancestors()
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))?;
+    let mode = std::fs::metadata(closed).ok()?.permissions().mode() & 0o777;
+    Some(format!(
+        "the reports folder is inside {} (mode {mode:o}), which other users cannot enter: services that drop root \
+         (nginx's workers run as www-data) cannot open their files there, and checks that need them say \"not landed\"; \
+         use another --out, or `chmod o+x {}`",
+        closed.display(),
+        closed.display()
+    ))
+}
+
 pub fn new_run_id() -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = now.as_secs();
@@ -249,6 +272,11 @@ pub async fn run(opts: &RunOptions) -> Result<RunReport, RunError> {
         path: run_dir.clone(),
         source,
     })?;
+    if opts.progress
+        && let Some(warning) = closed_folder_warning(&run_dir)
+    {
+        eprintln!("chaosgate: {warning}");
+    }
     let me = std::process::id();
     let marker = RunMarker {
         run_id: run_id.clone(),
@@ -832,4 +860,29 @@ fn print_kept(manifest: &Manifest, backend: &dyn Backend, run_id: &str) {
         eprintln!("  {:<8} {:<10} {}  log: {log}", s.name, pid, addrs.join(" "));
     }
     eprintln!("  stop it with: chaosgate clean --run {run_id}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closed_folder_warning;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_reports_folder_others_cannot_enter_is_named() {
+        let base = std::env::temp_dir().join(format!("chaosgate-closed-{}", std::process::id()));
+        let run_dir = base.join("reports/run-1");
+        std::fs::create_dir_all(&run_dir).expect("dirs");
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert_eq!(closed_folder_warning(&run_dir), None);
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let warning = closed_folder_warning(&run_dir);
+        if nix::unistd::geteuid().is_root() {
+            let w = warning.expect("named as root");
+            assert!(w.contains(&format!("inside {} (mode 700)", base.display())), "{w}");
+        } else {
+            // The services run as this user: nothing drops to another one.
+            assert_eq!(warning, None);
+        }
+        let _ = std::fs::remove_dir_all(&base);
+    }
 }
