@@ -202,10 +202,13 @@ pub struct RunMarker {
     pub processes: Vec<LeaderRecord>,
 }
 
+/// Where run markers live: `CHAOSGATE_STATE_DIR`, else a folder of this
+/// user's own, so that `clean` and the reaper never see (nor stop) another
+/// user's runs on a shared machine.
 pub fn markers_dir() -> PathBuf {
     std::env::var_os("CHAOSGATE_STATE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("chaosgate-runs"))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("chaosgate-runs-{}", nix::unistd::getuid())))
 }
 
 fn marker_path(dir: &Path, run_id: &str) -> PathBuf {
@@ -215,6 +218,10 @@ fn marker_path(dir: &Path, run_id: &str) -> PathBuf {
 pub fn write_marker(marker: &RunMarker) -> std::io::Result<()> {
     let dir = markers_dir();
     std::fs::create_dir_all(&dir)?;
+    // The default folder is private: a marker names the run folder, whose files hold the run's secrets.
+    if std::env::var_os("CHAOSGATE_STATE_DIR").is_none() {
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    }
     let text = serde_json::to_string_pretty(marker).map_err(std::io::Error::other)?;
     std::fs::write(marker_path(&dir, &marker.run_id), text)
 }
