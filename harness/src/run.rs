@@ -160,14 +160,16 @@ pub fn build_stack(manifest: &Manifest, progress: bool) -> Result<(), StackError
         let Some((program, args)) = step.command.split_first() else {
             continue;
         };
-        let out = std::process::Command::new(program)
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .map_err(|e| StackError::Build {
-                command: command.clone(),
-                detail: e.to_string(),
-            })?;
+        let mut build = std::process::Command::new(program);
+        build.args(args).current_dir(&dir);
+        // Shown as it goes (cargo's progress) when progress is shown; kept for the error otherwise.
+        if progress {
+            build.stderr(std::process::Stdio::inherit());
+        }
+        let out = build.output().map_err(|e| StackError::Build {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
@@ -242,11 +244,33 @@ pub fn reproduce_command(opts: &RunOptions, seed: u64) -> String {
         crate::scenario::Profile::Certify => String::new(),
         other => format!(" --profile {}", other.as_str()),
     };
+    let out = if opts.out == Path::new("reports") {
+        String::new()
+    } else {
+        format!(" --out {}", opts.out.display())
+    };
     format!(
-        "chaosgate run {} --stack {} --seed {seed}{backend}{profile}",
+        "{} run {} --stack {} --seed {seed}{backend}{profile}{out}",
+        program_name(),
         scenarios.join(" "),
         opts.stack.display()
     )
+}
+
+/// How to call this harness again from here: `chaosgate` when that is what
+/// PATH finds, else the path of this binary (after `cargo run`, `target/debug/chaosgate`).
+fn program_name() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "chaosgate".into();
+    };
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| std::fs::canonicalize(d.join("chaosgate")).is_ok_and(|p| p == me)));
+    if on_path {
+        return "chaosgate".into();
+    }
+    let here = std::env::current_dir().ok();
+    let shown = here.as_deref().and_then(|h| me.strip_prefix(h).ok()).unwrap_or(&me);
+    shown.display().to_string()
 }
 
 /// Run every scenario; the returned report is complete even when the run was
