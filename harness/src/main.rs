@@ -169,7 +169,7 @@ fn run_command(opts: RunOptions) -> ExitCode {
     };
     let dir = opts.out.join(&report.run_id);
     let written = report::write_all(&report, &dir);
-    println!("{}", report::render_console(&report));
+    println!("{}", report::render_console_width(&report, terminal_width()));
     match written {
         Ok(paths) => {
             for p in paths {
@@ -216,4 +216,28 @@ fn list(paths: Vec<PathBuf>, reqs: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The terminal's width when stdout is one (else `COLUMNS`, else the
+/// default), so the table does not wrap in a narrow window.
+fn terminal_width() -> usize {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        let mut size = nix::libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCGWINSZ writes one winsize into the struct it is given.
+        let ok = unsafe { nix::libc::ioctl(nix::libc::STDOUT_FILENO, nix::libc::TIOCGWINSZ, &mut size) } == 0;
+        if ok && size.ws_col >= 60 {
+            return usize::from(size.ws_col).min(200);
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|c| *c >= 60)
+        .map_or(report::DEFAULT_WIDTH, |c| c.min(200))
 }

@@ -12,9 +12,25 @@ use tabled::settings::object::Columns;
 use tabled::settings::{Modify, Style, Width};
 use tabled::{Table, Tabled};
 
-/// Content width of each column. With Style::modern (6 borders) and one
-/// space of padding each side (10) the table is exactly 120 columns wide.
+/// Content width of each column at the default 120 columns: with
+/// Style::modern (6 borders) and one space of padding each side (10).
 const WIDTHS: [usize; 5] = [20, 14, 12, 30, 28];
+/// Borders and padding of a row.
+const CHROME: usize = 16;
+/// The table's width when the terminal's is unknown (a log, a pipe).
+pub const DEFAULT_WIDTH: usize = 120;
+
+/// Column widths for a table `width` columns wide: requirement and verdict
+/// keep theirs; in a narrow terminal the scenario column gives up to 8 first;
+/// measured and expected share the rest as at 120 (30:28).
+fn widths_for(width: usize) -> [usize; 5] {
+    let [scenario, requirement, verdict, m, e] = WIDTHS;
+    let content = width.saturating_sub(CHROME);
+    let scenario = content.saturating_sub(requirement + verdict + 40).clamp(scenario - 8, scenario);
+    let rest = content.saturating_sub(scenario + requirement + verdict).max(20);
+    let expected = rest * e / (m + e);
+    [scenario, requirement, verdict, rest - expected, expected]
+}
 
 /// Evidence lines shown per verdict; run.json has them all.
 const EVIDENCE_SHOWN: usize = 5;
@@ -31,7 +47,12 @@ struct Row {
 /// Renders the run for a terminal or a CI log, at most 120 columns wide
 /// (the table; evidence lines are printed whole).
 pub fn render_console(report: &RunReport) -> String {
-    let mut out = table(report);
+    render_console_width(report, DEFAULT_WIDTH)
+}
+
+/// As `render_console`, the table fitted to `width` columns (a terminal's).
+pub fn render_console_width(report: &RunReport, width: usize) -> String {
+    let mut out = table(report, width);
     out.push('\n');
     summary(&mut out, report);
     tasks_and_writes(&mut out, report);
@@ -92,11 +113,11 @@ fn tasks_and_writes(out: &mut String, report: &RunReport) {
     }
 }
 
-fn table(report: &RunReport) -> String {
+fn table(report: &RunReport, width: usize) -> String {
     let rows: Vec<Row> = report.scenarios.iter().flat_map(scenario_rows).collect();
     let mut table = Table::new(&rows);
     table.with(Style::modern());
-    for (column, width) in WIDTHS.into_iter().enumerate() {
+    for (column, width) in widths_for(width).into_iter().enumerate() {
         table.with(Modify::new(Columns::one(column)).with(Width::wrap(width).keep_words(true)));
     }
     table.to_string()
@@ -251,9 +272,10 @@ mod tests {
         report.scenarios[0].verdicts[0].measured = "word ".repeat(60);
         report.scenarios[0].verdicts[0].expected = "x".repeat(200);
         report.scenarios[0].name = "a-very-long-scenario-name-that-goes-on".to_string();
-        let table = table(&report);
-        for line in table.lines() {
-            assert!(line.chars().count() <= 120, "{} columns: {line}", line.chars().count());
+        for width in [120, 100, 80] {
+            let table = table(&report, width);
+            let widest = table.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+            assert!(widest <= width, "{widest} columns in a {width}-column table:\n{table}");
         }
     }
 

@@ -12,7 +12,7 @@ pub mod model;
 mod sample;
 mod text;
 
-pub use console::render_console;
+pub use console::{DEFAULT_WIDTH, render_console, render_console_width};
 pub use error::ReportError;
 pub use html::render_html;
 pub use json::render_json;
