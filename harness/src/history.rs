@@ -1213,6 +1213,27 @@ impl Recorder {
         self.with(|h| h.events.iter().filter(|e| e.at >= from).cloned().collect())
     }
 
+    /// When the last landed fault that should make an alert hold began:
+    /// one naming `alert_id` in `alerts = [...]`, or one whose kind the
+    /// requirement's alert half answers (`half_of`: CW-FLOOD → floods, NX-502 → every upstream killed).
+    pub fn last_provocation(&self, alert_id: &str, half_of: Option<&str>) -> Option<Micros> {
+        self.with(|h| {
+            h.faults
+                .iter()
+                .filter(|f| f.landed)
+                .filter(|f| {
+                    f.provokes.iter().any(|p| p == alert_id)
+                        || match half_of {
+                            Some("CW-FLOOD") => matches!(f.detail, FaultDetail::Flood { .. }),
+                            Some("NX-502") => matches!(f.detail, FaultDetail::AllDown { .. }),
+                            _ => false,
+                        }
+                })
+                .map(|f| f.injected_at)
+                .max()
+        })
+    }
+
     /// (index, label, landed, proof) of the faults recorded so far, for progress lines.
     pub fn faults_summary(&self) -> Vec<(usize, String, bool, String)> {
         self.with(|h| {

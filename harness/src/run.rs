@@ -661,7 +661,7 @@ async fn scenario_body(
         // Watched until the alerts resolve (the checks need the resolution), within their deadline.
         if reads_alerts(scenario) {
             display.phase("waiting for the alerts to resolve");
-            let judged = judged_alerts(manifest, scenario);
+            let judged = judged_alerts(manifest, scenario, recorder);
             if !a
                 .wait_settled(&judged, Duration::from_millis(scenario.settings.alert_deadline_ms))
                 .await
@@ -685,7 +685,8 @@ fn reads_alerts(scenario: &Scenario) -> bool {
 
 /// The alerts this scenario's verdicts judge: those declared for its AL-*
 /// requirements and for the alert halves of the others.
-fn judged_alerts(manifest: &Manifest, scenario: &Scenario) -> Vec<String> {
+/// With each, when the last fault meant to provoke it began.
+fn judged_alerts(manifest: &Manifest, scenario: &Scenario, recorder: &Recorder) -> Vec<(String, Option<crate::history::Micros>)> {
     let Some(m) = &manifest.monitoring else { return Vec::new() };
     scenario
         .covers
@@ -694,11 +695,14 @@ fn judged_alerts(manifest: &Manifest, scenario: &Scenario) -> Vec<String> {
             let half = crate::check::ALERT_HALVES
                 .iter()
                 .find(|(req, _)| req == id)
-                .map(|(_, a)| a.to_string());
-            [Some(id.clone()), half]
+                .map(|(req, a)| (a.to_string(), Some(*req)));
+            [Some((id.clone(), None)), half]
         })
         .flatten()
-        .filter_map(|id| m.alerts.get(&id).map(|d| d.alert.clone()))
+        .filter_map(|(id, half_of)| {
+            let alert = m.alerts.get(&id)?.alert.clone();
+            Some((alert, recorder.last_provocation(&id, half_of)))
+        })
         .collect()
 }
 

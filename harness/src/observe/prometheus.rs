@@ -251,13 +251,27 @@ impl AlertWatcher {
     /// and none fired without the router paging it (its absence is evidence
     /// only once the whole deadline has passed); up to `deadline`; whether
     /// they settled.
-    pub async fn wait_settled(&self, alerts: &[String], deadline: Duration) -> bool {
+    ///
+    /// Each alert comes with the start of the last fault meant to provoke it
+    /// (if any): until it has fired since, or the deadline from that start
+    /// has passed, "inactive" means "not yet", not "resolved".
+    pub async fn wait_settled(&self, expected: &[(String, Option<Micros>)], deadline: Duration) -> bool {
         let started = tokio::time::Instant::now();
         let from = self.recorder.clock.now();
+        let alerts: Vec<String> = expected.iter().map(|(a, _)| a.clone()).collect();
+        let alerts = alerts.as_slice();
+        let deadline_us = deadline.as_micros() as Micros;
         loop {
+            let now = self.recorder.clock.now();
+            let earliest = expected.iter().filter_map(|(_, t)| *t).min().unwrap_or(now);
+            let watched = self.recorder.alert_samples_since(earliest.min(from));
+            let awaited = expected.iter().any(|(a, provoked)| {
+                provoked.is_some_and(|t| now < t + deadline_us && !watched.iter().any(|s| s.at >= t && s.is_firing(a)))
+            });
             let samples = self.recorder.alert_samples_since(from);
             // Inactive in Prometheus, and the router (if any) has said so too.
-            if let Some(s) = samples.iter().rev().find(|s| s.error.is_none())
+            if !awaited
+                && let Some(s) = samples.iter().rev().find(|s| s.error.is_none())
                 && alerts.iter().all(|a| s.rules.get(a).is_none_or(|r| r.state == "inactive"))
                 && self.recorder.alerts_paged_and_not_resolved(alerts).is_empty()
                 && self.recorder.alerts_fired_but_not_paged(alerts).is_empty()

@@ -272,8 +272,14 @@ pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, watch: Option<C
     };
     let enqueued: Vec<String> = recorder.with_redis(|r| r.tasks.iter().map(|t| t.id.clone()).collect());
     // Redelivery after a kill waits for the visibility timeout: wait a little longer than that.
-    let wait = Duration::from_secs_f64((decl.visibility_timeout_s * 2.0 + 5.0).min(60.0));
+    let redelivery_window = decl.visibility_timeout_s * 2.0 + 5.0;
+    let wait = Duration::from_secs_f64(redelivery_window.min(60.0));
     let deadline = Instant::now() + wait;
+    // Tasks held unacknowledged for longer than the wait can only come back
+    // after it: waiting for them proves nothing. Then a longer silence (a
+    // task may run that long without an event) ends the wait instead.
+    let redelivery_unobservable = redelivery_window > 60.0;
+    const QUIET_WITH_UNACKED: Duration = Duration::from_secs(10);
     // Nothing queued, nothing unacknowledged and no event for this long: nothing more will come.
     const QUIET: Duration = Duration::from_secs(3);
     let mut last_change = (Instant::now(), 0usize);
@@ -296,6 +302,10 @@ pub async fn observe_tasks(manifest: &Manifest, t: &RedisTarget, watch: Option<C
         }
         let idle = q.is_some_and(|q| q.total == 0 && q.reserved.unwrap_or(0) == 0);
         if idle && last_change.0.elapsed() >= QUIET {
+            break;
+        }
+        let stuck = q.is_some_and(|q| q.total == 0) && redelivery_unobservable;
+        if stuck && last_change.0.elapsed() >= QUIET_WITH_UNACKED {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
