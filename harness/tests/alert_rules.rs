@@ -75,7 +75,8 @@ fn each_rule_mutant_reads_as_different_or_missing() {
         if mutant.name == "alert-rds-mem-always" {
             continue;
         }
-        for id in &mutant.breaks {
+        // A rule mutant may also break a requirement that includes its alert (CW-FLOOD, NX-502): proven in `conformance`.
+        for id in mutant.breaks.iter().filter(|id| id.starts_with("AL-")) {
             match reading(&dir, id) {
                 None => {}
                 Some((RuleOutcome::Conforms, why)) => panic!("{}: {id} reads as the standard's: {why}", mutant.name),

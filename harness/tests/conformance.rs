@@ -424,6 +424,19 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "AL-RDS-PERSIST",
     "a failing AOF write goes unreported"
 )]
+// The alert halves: a rule that cannot fire in time fails CW-FLOOD and NX-502 too.
+#[case::cw_flood_alert_half(
+    "alert-queue-1000",
+    "scenarios/worker-flood.toml",
+    "CW-FLOOD",
+    "AL-QUEUE: `TaskQueueLong` never fired"
+)]
+#[case::nx_502_alert_half(
+    "alert-5xx-for-10m",
+    "scenarios/nginx-upstreams.toml",
+    "NX-502",
+    "AL-NGX-5XX: `NginxErrorRateHigh` never fired"
+)]
 #[case::al_route_drops(
     "alert-route-drops-worker-down",
     "scenarios/alerts-worker.toml",

@@ -328,7 +328,7 @@ pub fn alert_half(alert_id: &str, h: &History, deadline_ms: u64, f: &FaultRecord
     }
     let end = end.or_else(|| condition_end(h, f));
     let (outcome, why, _) = judge_provocation_until(h, &decl.alert, f, deadline_ms * 1000, end);
-    (outcome, format!("{alert_id} `{}` {why}", decl.alert))
+    (outcome, format!("{alert_id}: {why}"))
 }
 
 /// Every provocation's timing for `id`, for the report's time-to-fire table.

@@ -260,7 +260,10 @@ impl AlertWatcher {
         let from = self.recorder.clock.now();
         let alerts: Vec<String> = expected.iter().map(|(a, _)| a.clone()).collect();
         let alerts = alerts.as_slice();
-        let deadline_us = deadline.as_micros() as Micros;
+        // Past the deadline by more than one sample, so that "never fired" is
+        // measured over the whole budget and is a fail, not an inconclusive.
+        let deadline_us = deadline.as_micros() as Micros + 1_000_000;
+        let cap = deadline + Duration::from_secs(1);
         loop {
             let now = self.recorder.clock.now();
             let earliest = expected.iter().filter_map(|(_, t)| *t).min().unwrap_or(now);
@@ -278,7 +281,7 @@ impl AlertWatcher {
             {
                 return true;
             }
-            if started.elapsed() >= deadline {
+            if started.elapsed() >= cap {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
