@@ -657,6 +657,10 @@ pub struct MonitoringRecord {
     pub time_scale: f64,
     #[serde(default)]
     pub samples: Vec<AlertSample>,
+    /// When the monitoring had first scraped every target it knows: before
+    /// that no alert could see anything, so a calm stretch starts there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scraped_at: Option<Micros>,
     /// The service routing alerts to people (`[monitoring] alertmanager`), and
     /// where the harness's receiver listened; `None`: the stack declares none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1139,6 +1143,14 @@ impl Recorder {
         });
     }
 
+    pub fn monitoring_scraped(&self, at: Micros) {
+        self.with(|h| h.monitoring.scraped_at = h.monitoring.scraped_at.or(Some(at)));
+    }
+
+    pub fn monitoring_scraped_at(&self) -> Option<Micros> {
+        self.with(|h| h.monitoring.scraped_at)
+    }
+
     pub fn rules_loaded(&self, names: Vec<String>, defs: Vec<RuleDef>) {
         self.with(|h| {
             h.monitoring.rules_loaded = Some(names);
@@ -1154,16 +1166,24 @@ impl Recorder {
         self.with(|h| h.monitoring.notifications.push(n));
     }
 
-    /// Of `alerts`, those Prometheus had firing that the router has not
-    /// paged at all, when the stack routes its alerts (else none).
-    pub fn alerts_fired_but_not_paged(&self, alerts: &[String]) -> Vec<String> {
+    /// Of `alerts`, those Prometheus had firing (first at or after
+    /// `fired_since`: a page later than the budget is late whenever it comes)
+    /// that the router has not paged at all, when the stack routes its alerts
+    /// (else none).
+    pub fn alerts_fired_but_not_paged(&self, alerts: &[String], fired_since: Micros) -> Vec<String> {
         self.with(|h| {
             if h.monitoring.delivery.as_ref().is_none_or(|d| d.error.is_some()) {
                 return Vec::new();
             }
             alerts
                 .iter()
-                .filter(|a| h.monitoring.samples.iter().any(|s| s.is_firing(a)))
+                .filter(|a| {
+                    h.monitoring
+                        .samples
+                        .iter()
+                        .find(|s| s.is_firing(a))
+                        .is_some_and(|s| s.at >= fired_since)
+                })
                 .filter(|a| !h.monitoring.notifications.iter().any(|n| &n.alert == *a && n.status == "firing"))
                 .cloned()
                 .collect()

@@ -432,6 +432,7 @@ pub async fn run_scenario(
 ) -> (ScenarioResult, bool) {
     // Before any service starts: nothing the harness inherited may reach it.
     crate::stack::descriptors::mark_inherited_close_on_exec();
+    crate::stack::reaper::become_subreaper();
     if scenario.load.tls && manifest.tls.is_none() {
         return (no_tls_result(manifest, scenario), false);
     }
@@ -498,7 +499,7 @@ pub async fn run_scenario(
         print_kept(manifest, backend, run_id);
     } else {
         let report = backend.shutdown(Duration::from_secs(3).min(manifest.grace())).await;
-        let left = reaper::tagged_processes(Some(run_id), None);
+        let left = reaper::run_leftovers(run_id);
         let listening: Vec<String> = plan
             .services
             .iter()
@@ -614,9 +615,12 @@ async fn scenario_body(
     display.phase("warm-up");
     display.watch_load(recorder.clone(), Duration::from_secs(scenario.load.max_duration_s));
     tokio::time::sleep(Duration::from_secs_f64(scenario.load.warmup_s)).await;
-    // No alert can see a fault before the monitoring's first scrape of its targets.
+    // No alert can see a fault before the monitoring's first scrape of its
+    // targets. Without faults nothing waits: a calm stretch is counted from
+    // that scrape (the history records when it came).
     if let Some(a) = &alerts
         && reads_alerts(scenario)
+        && !scenario.faults.is_empty()
     {
         display.phase("waiting for the monitoring's first scrape");
         match a.wait_scraped(Duration::from_secs(15)).await {

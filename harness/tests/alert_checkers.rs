@@ -113,6 +113,7 @@ fn monitoring(samples: Vec<AlertSample>) -> MonitoringRecord {
         rule_defs: Vec::new(),
         time_scale: 1.0,
         samples,
+        scraped_at: Some(0),
         delivery: None,
         notifications: Vec::new(),
     }

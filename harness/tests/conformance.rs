@@ -52,6 +52,7 @@ fn run_uncached(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::
     let run_id = format!("conformance-{}-{}", std::process::id(), fastrand_id());
     let out = repo("target/conformance-runs").join(&run_id);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let started = std::time::Instant::now();
     let (result, kept) = runtime.block_on(run_scenario(
         &manifest,
         &scenario,
@@ -64,10 +65,22 @@ fn run_uncached(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::
     ));
     assert!(!kept);
     assert!(
-        chaosgate::stack::reaper::tagged_processes(Some(&run_id), None).is_empty(),
+        chaosgate::stack::reaper::run_leftovers(&run_id).is_empty(),
         "processes of {run_id} left running"
     );
+    record_wall_time(stack, scenario_file, started.elapsed(), &result);
     (result, manifest)
+}
+
+/// Where the matrix spends its time, one line per run (stack start to
+/// teardown): `.ci/run` prints the slowest so a slow case is seen, not guessed.
+fn record_wall_time(stack: &str, scenario_file: &str, took: std::time::Duration, result: &ScenarioResult) {
+    use std::io::Write;
+    let verdicts: Vec<String> = result.verdicts.iter().map(|v| format!("{}={}", v.requirement, v.outcome)).collect();
+    let path = repo("target/conformance-wall-times.tsv");
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(file, "{:.1}\t{stack}\t{scenario_file}\t{}", took.as_secs_f64(), verdicts.join(" "));
+    }
 }
 
 fn fastrand_id() -> u64 {
@@ -239,6 +252,7 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
 )]
 #[case::exits_without_drain("exits-without-drain", "scenarios/sigterm-drain.toml", "GS-DRAIN", "requests in flight")]
 #[case::readiness_stays_up("readiness-stays-up", "scenarios/sigterm-drain.toml", "HC-READY", "readiness still 2xx")]
+#[case::child_escapes_session("child-escapes-session", "scenarios/sigterm-drain.toml", "GS-CLEANUP", "sleep 600")]
 #[case::leaks_redis_on_exit(
     "leaks-redis-on-exit",
     "scenarios/sigterm-drain.toml",
@@ -439,7 +453,7 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
 )]
 #[case::al_route_drops(
     "alert-route-drops-worker-down",
-    "scenarios/alerts-worker.toml",
+    "harness/tests/fixtures/scenarios/alert-worker-down.toml",
     "AL-WORKER",
     "delivered no such notification"
 )]

@@ -19,12 +19,16 @@ fn repo(path: &str) -> PathBuf {
 /// Start a run of the SIGTERM scenario and wait until its stack is healthy;
 /// returns the child, its run id, and the rest of its stderr.
 fn start_run(state_dir: &std::path::Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    start_run_with(state_dir, None)
+    start_run_with(state_dir, None, "fixtures/stacks/reference")
 }
 
 /// As `start_run`; with `inherited`, the harness starts holding that file
 /// open on descriptor 7, not close-on-exec, as a shell redirect leaves it.
-fn start_run_with(state_dir: &std::path::Path, inherited: Option<&std::path::Path>) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+fn start_run_with(
+    state_dir: &std::path::Path,
+    inherited: Option<&std::path::Path>,
+    stack: &str,
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let mut command = match inherited {
         Some(file) => {
             let mut c = Command::new("bash");
@@ -40,7 +44,7 @@ fn start_run_with(state_dir: &std::path::Path, inherited: Option<&std::path::Pat
         .arg("run")
         .arg(repo("scenarios/sigterm-drain.toml"))
         .arg("--stack")
-        .arg(repo("fixtures/stacks/reference"))
+        .arg(repo(stack))
         .arg("--out")
         .arg(repo("target/interrupt-runs"))
         .env("CHAOSGATE_STATE_DIR", state_dir)
@@ -168,7 +172,7 @@ fn services_inherit_no_descriptor_of_the_harness() {
     let state = tempdir("descriptors");
     let held = state.join("held-by-the-harness");
     std::fs::write(&held, b"").expect("file");
-    let (mut child, run_id, _) = start_run_with(&state, Some(&held));
+    let (mut child, run_id, _) = start_run_with(&state, Some(&held), "fixtures/stacks/reference");
     let held = std::fs::canonicalize(&held).expect("canonical");
     // The harness did inherit it: there was something to leak.
     let harness_holds = descriptors_of(child.id()).contains(&held);
@@ -187,6 +191,43 @@ fn services_inherit_no_descriptor_of_the_harness() {
         leaked.is_empty(),
         "inherited the harness's descriptor on {}: {leaked:#?}",
         held.display()
+    );
+    assert_eq!(status.code(), Some(130));
+}
+
+/// A service's child that calls setsid and clears its environment carries no
+/// tag and leads no group of the service's: the harness, its subreaper, still
+/// finds it through its ancestry and kills it with the stack.
+#[test]
+fn ctrl_c_kills_a_child_that_left_its_session() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let state = tempdir("escaped");
+    let (mut child, run_id, lines) = start_run_with(&state, None, "fixtures/stacks/mutants/child-escapes-session");
+    let services: Vec<u32> = tagged_processes(Some(&run_id), None).iter().map(|p| p.pid).collect();
+    let table = chaosgate::stack::reaper::all_kin();
+    let escaped: Vec<chaosgate::stack::reaper::Kin> = chaosgate::stack::reaper::descendants(&table, &services)
+        .into_iter()
+        .filter(|k| chaosgate::stack::reaper::command_line(k.pid) == "sleep 600")
+        .collect();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).expect("SIGINT");
+    let status = wait(&mut child, Duration::from_secs(60));
+    assert_eq!(escaped.len(), 1, "the mutant's app starts one escaping child: {escaped:?}");
+    let escaped = escaped[0];
+    assert_ne!(
+        escaped.sid,
+        chaosgate::stack::reaper::kin(services[0]).map_or(0, |k| k.sid),
+        "it left the session"
+    );
+    assert!(
+        chaosgate::stack::reaper::kin(escaped.pid).is_none_or(|k| k.started != escaped.started),
+        "the escaped child outlived the run: {:?}",
+        chaosgate::stack::reaper::kin(escaped.pid)
+    );
+    let said: Vec<String> = lines.try_iter().collect();
+    assert!(
+        said.iter()
+            .any(|l| l.contains("killed") && l.contains("0 process(es) and 0 listening port(s) of this run left")),
+        "{said:#?}"
     );
     assert_eq!(status.code(), Some(130));
 }

@@ -222,6 +222,7 @@ fn monitoring_firing_from(from_ms: u64, until_ms: u64) -> chaosgate::history::Mo
                 }
             })
             .collect(),
+        scraped_at: Some(0),
         ..MonitoringRecord::default()
     }
 }

@@ -439,7 +439,11 @@ pub fn judge(id: &str, input: &CheckInput<'_>) -> Verdict {
     };
     let origin = h.load_window.map(|w| w.0).unwrap_or(0);
     let first_fault = h.faults.iter().map(|f| f.injected_at).min();
-    let calm: Vec<&AlertSample> = answered(h).filter(|s| first_fault.is_none_or(|t| s.at < t)).collect();
+    // Before the monitoring's first scrape of every target nothing could fire.
+    let calm: Vec<&AlertSample> = answered(h)
+        .filter(|s| first_fault.is_none_or(|t| s.at < t))
+        .filter(|s| h.monitoring.scraped_at.is_some_and(|t| s.at >= t))
+        .collect();
     if let Some(s) = calm.iter().find(|s| firing(s, alert)) {
         return verdict(
             Outcome::Fail,

@@ -183,8 +183,9 @@ fn unix_now() -> f64 {
 
 /// Samples the declared alerts into the history until stopped.
 pub struct AlertWatcher {
-    api: PromApi,
     recorder: Arc<Recorder>,
+    /// What the last look at the targets saw, until all were scraped.
+    scrape_status: Arc<std::sync::Mutex<String>>,
     stop: Arc<AtomicBool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -213,20 +214,31 @@ impl AlertWatcher {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let (sampling, sampled) = (api.clone(), recorder.clone());
+        let scrape_status = Arc::new(std::sync::Mutex::new(String::from("no answer")));
+        let status = scrape_status.clone();
         let task = tokio::spawn(async move {
             let (api, recorder) = (sampling, sampled);
             let mut rules_recorded = false;
+            let mut last_scrape_status = String::from("no answer");
             while !stopping.load(Ordering::Relaxed) {
+                if recorder.monitoring_scraped_at().is_none() {
+                    match api.targets_scraped().await {
+                        Ok((scraped, all)) if scraped == all && all > 0 => recorder.monitoring_scraped(recorder.clock.now()),
+                        Ok((scraped, all)) => last_scrape_status = format!("{scraped} of {all} targets scraped"),
+                        Err(e) => last_scrape_status = e,
+                    }
+                    *scrape_status.lock().unwrap_or_else(|p| p.into_inner()) = last_scrape_status.clone();
+                }
                 let sample = sample(&api, &declared, &recorder, &mut rules_recorded).await;
                 recorder.alert_sample(sample);
                 tokio::time::sleep(interval).await;
             }
         });
         Some(Self {
-            api,
             recorder,
             stop,
             task: Some(task),
+            scrape_status: status,
         })
     }
 
@@ -234,16 +246,13 @@ impl AlertWatcher {
     /// that no alert can see a fault, however real. Returns what it saw.
     pub async fn wait_scraped(&self, deadline: Duration) -> Result<Duration, String> {
         let started = tokio::time::Instant::now();
-        let mut last = String::from("no answer");
         while started.elapsed() < deadline {
-            match self.api.targets_scraped().await {
-                Ok((scraped, all)) if scraped == all && all > 0 => return Ok(started.elapsed()),
-                Ok((scraped, all)) => last = format!("{scraped} of {all} targets scraped"),
-                Err(e) => last = e,
+            if self.recorder.monitoring_scraped_at().is_some() {
+                return Ok(started.elapsed());
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(last)
+        Err(self.scrape_status.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     /// Wait until none of `alerts` is pending or firing (a resolution is
@@ -258,7 +267,13 @@ impl AlertWatcher {
     pub async fn wait_settled(&self, expected: &[(String, Option<Micros>)], deadline: Duration) -> bool {
         let started = tokio::time::Instant::now();
         let from = self.recorder.clock.now();
-        let alerts: Vec<String> = expected.iter().map(|(a, _)| a.clone()).collect();
+        // Only an alert a fault provoked has a resolution to judge: one that
+        // fires unprovoked (a false alarm) is a fail whenever it stops.
+        let alerts: Vec<String> = expected
+            .iter()
+            .filter(|(_, provoked)| provoked.is_some())
+            .map(|(a, _)| a.clone())
+            .collect();
         let alerts = alerts.as_slice();
         // Past the deadline by more than one sample, so that "never fired" is
         // measured over the whole budget and is a fail, not an inconclusive.
@@ -277,7 +292,10 @@ impl AlertWatcher {
                 && let Some(s) = samples.iter().rev().find(|s| s.error.is_none())
                 && alerts.iter().all(|a| s.rules.get(a).is_none_or(|r| r.state == "inactive"))
                 && self.recorder.alerts_paged_and_not_resolved(alerts).is_empty()
-                && self.recorder.alerts_fired_but_not_paged(alerts).is_empty()
+                && self
+                    .recorder
+                    .alerts_fired_but_not_paged(alerts, now.saturating_sub(deadline_us))
+                    .is_empty()
             {
                 return true;
             }

@@ -39,6 +39,9 @@ pub struct ProcessBackend {
     running: Mutex<HashMap<String, Running>>,
     instances: super::Instances,
     keep: AtomicBool,
+    /// Every descendant each service was seen with, however it hid since
+    /// (another session, a cleared environment, re-parented to the harness).
+    members: Mutex<HashMap<String, Vec<reaper::Kin>>>,
 }
 
 impl ProcessBackend {
@@ -52,6 +55,7 @@ impl ProcessBackend {
             running: Mutex::new(HashMap::new()),
             instances: super::Instances::default(),
             keep: AtomicBool::new(false),
+            members: Mutex::new(HashMap::new()),
         }
     }
 
@@ -68,6 +72,32 @@ impl ProcessBackend {
 
     fn current(&self, name: &str) -> Option<(u32, watch::Receiver<Option<ExitInfo>>)> {
         self.running().get(name).map(|r| (r.pid, r.exit.clone()))
+    }
+
+    /// The service's descendants now, and those it was seen with before that
+    /// still live: a child that left the service's group and session while
+    /// the service ran stays the service's once seen. Called before every
+    /// signal, so what a stop orphans was seen while it still had its parent.
+    fn members(&self, service: &str) -> Vec<reaper::Kin> {
+        let table = reaper::all_kin();
+        let leader = self.current(service).map(|(pid, _)| pid);
+        let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        let known = members.entry(service.to_string()).or_default();
+        known.retain(|k| table.iter().any(|t| t.pid == k.pid && t.started == k.started && !t.zombie));
+        let mut roots: Vec<u32> = known.iter().map(|k| k.pid).collect();
+        roots.extend(leader);
+        for k in reaper::descendants(&table, &roots) {
+            if known.iter().any(|m| m.pid == k.pid) {
+                continue;
+            }
+            // Out of the leader's group, the teardown's killpg misses it: the
+            // marker names it so `clean` finds it even if the harness dies.
+            if leader.is_some_and(|l| k.pgid != l) {
+                reaper::record_escapee(&self.run_id, service, k.pid);
+            }
+            known.push(k);
+        }
+        known.clone()
     }
 
     fn alive_pid(&self, name: &str) -> Option<u32> {
@@ -207,6 +237,7 @@ impl Backend for ProcessBackend {
         let pid = self.alive_pid(service).ok_or_else(|| StackError::NotRunning {
             service: service.to_string(),
         })?;
+        self.members(service);
         kill(Pid::from_raw(pid as i32), signal).map_err(|source| StackError::Signal {
             service: service.to_string(),
             source,
@@ -240,6 +271,7 @@ impl Backend for ProcessBackend {
         let Some(pid) = self.alive_pid(service) else {
             return Ok(self.current(service).and_then(|(_, e)| *e.borrow()));
         };
+        self.members(service);
         let graceful = self
             .stop_signals
             .get(&self.instances.template_of(service))
@@ -259,6 +291,7 @@ impl Backend for ProcessBackend {
         let Some((pid, _)) = self.current(service) else {
             return Ok(None);
         };
+        self.members(service);
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         Ok(self.wait_exit(service, Duration::from_secs(5)).await)
@@ -287,12 +320,13 @@ impl Backend for ProcessBackend {
             .into_iter()
             .map(|p| (p.pid, p.command))
             .collect();
-        // The group finds what hid its tag (nginx rewrites its environment).
-        if let Some((leader, _)) = self.current(service) {
-            for pid in reaper::group_members(leader) {
-                if !found.iter().any(|(p, _)| *p == pid) {
-                    found.push((pid, reaper::command_line(pid)));
-                }
+        // The group finds what hid its tag (nginx rewrites its environment),
+        // the family tree what also left the group and cleared its environment.
+        let grouped = self.current(service).map(|(leader, _)| reaper::group_members(leader));
+        let family = self.members(service).into_iter().map(|k| k.pid);
+        for pid in grouped.into_iter().flatten().chain(family) {
+            if !found.iter().any(|(p, _)| *p == pid) {
+                found.push((pid, reaper::command_line(pid)));
             }
         }
         found
@@ -310,9 +344,23 @@ impl Backend for ProcessBackend {
                 report.stopped.push(name);
             }
         }
-        for p in reaper::kill_run(&self.run_id) {
-            report.swept.push(format!("{} {} ({})", p.pid, p.command, p.service));
+        let remembered: Vec<(String, reaper::Kin)> = {
+            let names: Vec<String> = self.members.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+            names
+                .into_iter()
+                .flat_map(|n| self.members(&n).into_iter().map(move |k| (n.clone(), k)))
+                .collect()
+        };
+        for (service, k) in &remembered {
+            report.swept.push(format!("{} {} ({service})", k.pid, reaper::command_line(k.pid)));
+            let _ = kill(Pid::from_raw(k.pid as i32), Signal::SIGKILL);
         }
+        for p in reaper::kill_run(&self.run_id) {
+            if !remembered.iter().any(|(_, k)| k.pid == p.pid) {
+                report.swept.push(format!("{} {} ({})", p.pid, p.command, p.service));
+            }
+        }
+        reaper::await_and_reap(&self.run_id, Duration::from_secs(2)).await;
         report
     }
 

@@ -111,12 +111,130 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The kinship fields of /proc/PID/stat: parent, group, session, start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kin {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    pub started: u64,
+    pub zombie: bool,
+}
+
+pub fn kin(pid: u32) -> Option<Kin> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Field 3 (state) is fields[0]: ppid 4, pgrp 5, session 6, starttime 22.
+    Some(Kin {
+        pid,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgid: fields.get(2)?.parse().ok()?,
+        sid: fields.get(3)?.parse().ok()?,
+        started: fields.get(19)?.parse().ok()?,
+        zombie: matches!(fields.first(), Some(&"Z") | Some(&"X")),
+    })
+}
+
+/// Every process on the machine with its kinship, read once.
+pub fn all_kin() -> Vec<Kin> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter_map(kin)
+        .collect()
+}
+
+/// Live descendants of `roots` (not the roots themselves), however they
+/// renamed themselves, whichever group or session they moved to.
+pub fn descendants(table: &[Kin], roots: &[u32]) -> Vec<Kin> {
+    let mut found: Vec<Kin> = Vec::new();
+    let mut frontier: Vec<u32> = roots.to_vec();
+    while let Some(parent) = frontier.pop() {
+        for k in table.iter().filter(|k| k.ppid == parent && k.pid != parent) {
+            if !found.iter().any(|f| f.pid == k.pid) && !roots.contains(&k.pid) {
+                found.push(*k);
+                frontier.push(k.pid);
+            }
+        }
+    }
+    found.retain(|k| !k.zombie);
+    found
+}
+
+/// Make the harness the reaper of its services' orphans: a process that
+/// double-forks, calls setsid and clears its environment is re-parented to
+/// the harness instead of init, so it stays findable (and killable).
+pub fn become_subreaper() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            eprintln!(
+                "chaosgate: cannot become the subreaper of the services ({e}): a service's child that leaves its session may go unseen"
+            );
+        }
+    });
+}
+
+/// Whether a child of the harness is an orphan it inherited as subreaper
+/// rather than a process it started: the harness starts its helpers in its
+/// own session and its services as group leaders (`leaders`), so a child in
+/// another session, or in a service's group without leading it, came from a
+/// service.
+fn is_adopted(k: &Kin, my_sid: u32, leaders: &[u32]) -> bool {
+    k.ppid == std::process::id() && !leaders.contains(&k.pid) && (k.sid != my_sid || leaders.contains(&k.pgid))
+}
+
+/// Orphans of services that the harness inherited as their subreaper, with
+/// everything they started.
+pub fn adopted_orphans(table: &[Kin], leaders: &[u32]) -> Vec<Kin> {
+    let me = std::process::id();
+    let Some(my_sid) = table.iter().find(|k| k.pid == me).map(|k| k.sid) else {
+        return Vec::new();
+    };
+    let adopted: Vec<Kin> = table.iter().filter(|k| is_adopted(k, my_sid, leaders)).copied().collect();
+    let roots: Vec<u32> = adopted.iter().map(|k| k.pid).collect();
+    let mut all: Vec<Kin> = adopted.into_iter().filter(|k| !k.zombie).collect();
+    all.extend(descendants(table, &roots));
+    all
+}
+
+/// Collect the exit status of adopted orphans that died: they are the
+/// harness's children now, and nothing else waits for them. Only those pids:
+/// a wait on any child would steal the exit status of a service tokio awaits.
+pub fn reap_adopted_zombies(leaders: &[u32]) {
+    let me = std::process::id();
+    let table = all_kin();
+    let Some(my_sid) = table.iter().find(|k| k.pid == me).map(|k| k.sid) else {
+        return;
+    };
+    for k in table.iter().filter(|k| k.zombie && is_adopted(k, my_sid, leaders)) {
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(k.pid as i32), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+}
+
 /// SIGKILL every process of a run: those carrying its tag, and every member
 /// of the process groups its services led. Both, because some programs (nginx)
 /// overwrite their environment to set their process title, hiding the tag.
 pub fn kill_run(run: &str) -> Vec<TaggedProcess> {
     let mut victims = tagged_processes(Some(run), None);
     let leaders = read_marker(run).map(|m| m.processes).unwrap_or_default();
+    // Runs of one harness are one at a time: what it adopted is this run's.
+    let leader_pids: Vec<u32> = leaders.iter().filter(|l| !l.escaped).map(|l| l.pid).collect();
+    for k in adopted_orphans(&all_kin(), &leader_pids) {
+        if !victims.iter().any(|v| v.pid == k.pid) {
+            victims.push(TaggedProcess {
+                pid: k.pid,
+                run: run.to_string(),
+                service: "(left its service's session)".to_string(),
+                command: command_line(k.pid),
+            });
+        }
+    }
     for leader in &leaders {
         // A live process under the leader's pid that started at another time is a stranger.
         if start_time(leader.pid).is_some_and(|t| t != leader.started) {
@@ -142,24 +260,78 @@ pub fn kill_run(run: &str) -> Vec<TaggedProcess> {
     victims
 }
 
+/// The service processes the harness started for a run (group leaders).
+pub fn run_leaders(run: &str) -> Vec<u32> {
+    read_marker(run)
+        .map(|m| m.processes.iter().filter(|l| !l.escaped).map(|l| l.pid).collect())
+        .unwrap_or_default()
+}
+
+/// What of a run still lives: tagged processes and the orphans its services
+/// left with the harness.
+pub fn run_leftovers(run: &str) -> Vec<TaggedProcess> {
+    let mut left = tagged_processes(Some(run), None);
+    for k in adopted_orphans(&all_kin(), &run_leaders(run)) {
+        if !left.iter().any(|p| p.pid == k.pid) {
+            left.push(TaggedProcess {
+                pid: k.pid,
+                run: run.to_string(),
+                service: String::new(),
+                command: command_line(k.pid),
+            });
+        }
+    }
+    left
+}
+
+/// After a sweep's SIGKILLs: wait (up to `deadline`) for the orphans the
+/// harness adopted to die, and collect their exit status so none stays a zombie.
+pub async fn await_and_reap(run: &str, deadline: std::time::Duration) {
+    let leaders = run_leaders(run);
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        reap_adopted_zombies(&leaders);
+        if adopted_orphans(&all_kin(), &leaders).is_empty() || std::time::Instant::now() >= until {
+            // One more pass: what died since the first is a zombie now.
+            reap_adopted_zombies(&leaders);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A service's main process, which leads its own process group.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LeaderRecord {
     pub service: String,
     pub pid: u32,
     pub started: u64,
+    /// A descendant of the service that left its group (not a process the
+    /// harness started): named so `clean` finds it, never taken for a leader.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub escaped: bool,
 }
 
 static MARKER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Add a started service to its run's marker, if the run has one.
 pub fn record_leader(run: &str, service: &str, pid: u32) {
+    record(run, service, pid, false);
+}
+
+/// Add a service's descendant that left the service's group to the marker.
+pub fn record_escapee(run: &str, service: &str, pid: u32) {
+    record(run, service, pid, true);
+}
+
+fn record(run: &str, service: &str, pid: u32, escaped: bool) {
     let _guard = MARKER_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(mut marker) = read_marker(run) {
         marker.processes.push(LeaderRecord {
             service: service.to_string(),
             pid,
             started: start_time(pid).unwrap_or(0),
+            escaped,
         });
         let _ = write_marker(&marker);
     }
