@@ -509,6 +509,19 @@ fn mutant_fails_its_check(#[case] mutant: &str, #[case] scenario_file: &str, #[c
         "measured evidence {:?} should contain {measured:?}",
         verdict.measured
     );
+    // A mutant breaks what it declares and nothing else it is judged on: a
+    // fail outside `breaks` is an over-eager check or an undeclared break.
+    let collateral: Vec<String> = result
+        .verdicts
+        .iter()
+        .filter(|v| v.outcome == Outcome::Fail && !breaks.contains(&v.requirement))
+        .map(|v| format!("{}: {}", v.requirement, v.measured))
+        .collect();
+    assert!(
+        collateral.is_empty(),
+        "mutant {mutant} fails requirements it does not declare in `breaks`:\n{}",
+        collateral.join("\n")
+    );
     // What CI reads: the JUnit failure carries the measured evidence.
     let report = RunReport {
         schema_version: 1,
