@@ -80,7 +80,8 @@ impl ProcessBackend {
     /// signal, so what a stop orphans was seen while it still had its parent.
     fn members(&self, service: &str) -> Vec<reaper::Kin> {
         let table = reaper::all_kin();
-        let leader = self.current(service).map(|(pid, _)| pid);
+        // Only a live leader: the pid of one that exited may be a stranger's now.
+        let leader = self.alive_pid(service);
         let mut members = self.members.lock().unwrap_or_else(|p| p.into_inner());
         let known = members.entry(service.to_string()).or_default();
         known.retain(|k| table.iter().any(|t| t.pid == k.pid && t.started == k.started && !t.zombie));
