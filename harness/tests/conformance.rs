@@ -5,71 +5,126 @@
 use chaosgate::check::verdict::Outcome;
 use chaosgate::check::verdict::Outcome::{Fail, Pass};
 use chaosgate::report::model::{RunReport, ScenarioResult, StackInfo};
-use chaosgate::run::{build_stack, run_scenario};
-use chaosgate::{check, manifest, scenario};
+use chaosgate::run::build_stack;
+use chaosgate::{check, manifest};
 use rstest::rstest;
 use std::path::PathBuf;
-use std::sync::{Mutex, Once};
+use std::sync::{Arc, Condvar, Mutex, Once, OnceLock};
 
-/// Stacks compete for two cores: one at a time keeps the timing checks honest.
-static SERIAL: Mutex<()> = Mutex::new(());
 static BUILD: Once = Once::new();
+
+/// Results by (stack, scenario), as run.json's JSON: two cases that judge
+/// one run share it, and the second waits for the first to finish it.
+static RUNS: Mutex<Vec<(RunKey, Arc<OnceLock<String>>)>> = Mutex::new(Vec::new());
+
+/// (stack, scenario file).
+type RunKey = (String, String);
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(path)
 }
 
-/// Results by (stack, scenario): two cases that judge one run share it.
-static RUNS: Mutex<Vec<((String, String), String)>> = Mutex::new(Vec::new());
-
 fn run(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::Manifest) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let key = (stack.to_string(), scenario_file.to_string());
-    let cached = RUNS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map(|(_, r)| r.clone());
-    if let Some(json) = cached {
-        let manifest = manifest::load(&repo(stack)).unwrap_or_else(|e| panic!("{e}"));
-        return (serde_json::from_str(&json).expect("a result read back"), manifest);
-    }
-    let (result, manifest) = run_uncached(stack, scenario_file);
-    let json = serde_json::to_string(&result).expect("a result as JSON");
-    RUNS.lock().unwrap_or_else(|p| p.into_inner()).push((key, json));
-    (result, manifest)
+    let cell = {
+        let mut runs = RUNS.lock().unwrap_or_else(|p| p.into_inner());
+        match runs.iter().find(|(k, _)| *k == key) {
+            Some((_, cell)) => cell.clone(),
+            None => {
+                let cell = Arc::new(OnceLock::new());
+                runs.push((key, cell.clone()));
+                cell
+            }
+        }
+    };
+    let json = cell.get_or_init(|| {
+        let _slot = Slot::take();
+        let result = run_uncached(stack, scenario_file);
+        serde_json::to_string(&result).expect("a result as JSON")
+    });
+    let manifest = manifest::load(&repo(stack)).unwrap_or_else(|e| panic!("{e}"));
+    (serde_json::from_str(json).expect("a result read back"), manifest)
 }
 
-fn run_uncached(stack: &str, scenario_file: &str) -> (ScenarioResult, manifest::Manifest) {
-    let manifest = manifest::load(&repo(stack)).unwrap_or_else(|e| panic!("{e}"));
-    // The reference's build (refstack), whichever stack runs first.
+/// How many stacks run at once: `CHAOSGATE_CONFORMANCE_JOBS`, else 2.
+/// Each is its own `chaosgate run` process, as a user runs it, so two runs
+/// share nothing: not the subreaper that adopts a service's orphans, not a
+/// runtime, not a port picker.
+fn jobs() -> usize {
+    std::env::var("CHAOSGATE_CONFORMANCE_JOBS")
+        .ok()
+        .and_then(|j| j.parse::<usize>().ok())
+        .filter(|j| *j > 0)
+        .unwrap_or(2)
+}
+
+static FREE_SLOTS: Mutex<Option<usize>> = Mutex::new(None);
+static SLOT_FREED: Condvar = Condvar::new();
+
+struct Slot;
+
+impl Slot {
+    fn take() -> Slot {
+        let mut free = FREE_SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let left = free.get_or_insert_with(jobs);
+            if *left > 0 {
+                *left -= 1;
+                return Slot;
+            }
+            free = SLOT_FREED.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut free = FREE_SLOTS.lock().unwrap_or_else(|p| p.into_inner());
+        *free.get_or_insert(0) += 1;
+        SLOT_FREED.notify_one();
+    }
+}
+
+/// One `chaosgate run` of one scenario on one stack (seed 7), read back from
+/// its run.json; its stdout and stderr are kept beside the run folder.
+fn run_uncached(stack: &str, scenario_file: &str) -> ScenarioResult {
+    // The reference's build (refstack) once, before runs start side by side.
     BUILD.call_once(|| {
         let reference = manifest::load(&repo("fixtures/stacks/reference")).unwrap_or_else(|e| panic!("{e}"));
         build_stack(&reference, false).unwrap_or_else(|e| panic!("{e}"))
     });
-    let scenario = scenario::load(&repo(scenario_file)).unwrap_or_else(|e| panic!("{e}"));
-    let run_id = format!("conformance-{}-{}", std::process::id(), fastrand_id());
-    let out = repo("target/conformance-runs").join(&run_id);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let out = repo("target/conformance-runs").join(format!("{}-{}", std::process::id(), fastrand_id()));
+    std::fs::create_dir_all(&out).expect("the runs folder");
+    let log = |name: &str| std::fs::File::create(out.join(name)).expect("a log file");
     let started = std::time::Instant::now();
-    let (result, kept) = runtime.block_on(run_scenario(
-        &manifest,
-        &scenario,
-        &out,
-        &run_id,
-        7,
-        false,
-        false,
-        Default::default(),
-    ));
-    assert!(!kept);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_chaosgate"))
+        .current_dir(repo(""))
+        .args(["run", "--quiet", "--seed", "7", "--stack", stack, "--out"])
+        .arg(&out)
+        .arg(scenario_file)
+        .stdout(log("stdout.txt"))
+        .stderr(log("stderr.txt"))
+        .status()
+        .expect("chaosgate runs");
+    let took = started.elapsed();
+    let report_path = std::fs::read_dir(&out)
+        .expect("the runs folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("run.json"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            let stderr = std::fs::read_to_string(out.join("stderr.txt")).unwrap_or_default();
+            panic!("{stack} {scenario_file}: no run.json ({status}):\n{stderr}")
+        });
+    let report: RunReport = serde_json::from_str(&std::fs::read_to_string(&report_path).expect("run.json")).expect("run.json parses");
     assert!(
-        chaosgate::stack::reaper::run_leftovers(&run_id).is_empty(),
-        "processes of {run_id} left running"
+        chaosgate::stack::reaper::run_leftovers(&report.run_id).is_empty(),
+        "processes of {} left running",
+        report.run_id
     );
-    record_wall_time(stack, scenario_file, started.elapsed(), &result);
-    (result, manifest)
+    let result = report.scenarios.into_iter().next().expect("one scenario");
+    record_wall_time(stack, scenario_file, took, &result);
+    result
 }
 
 /// Where the matrix spends its time, one line per run (stack start to
@@ -251,6 +306,12 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "still running 5000 ms after SIGTERM"
 )]
 #[case::exits_without_drain("exits-without-drain", "scenarios/sigterm-drain.toml", "GS-DRAIN", "requests in flight")]
+#[case::drop_reused_after_sigterm(
+    "drop-reused-after-sigterm",
+    "scenarios/sigterm-drain.toml",
+    "GS-SIGTERM",
+    "sent on connections it had kept open"
+)]
 #[case::readiness_stays_up("readiness-stays-up", "scenarios/sigterm-drain.toml", "HC-READY", "readiness still 2xx")]
 #[case::child_escapes_session("child-escapes-session", "scenarios/sigterm-drain.toml", "GS-CLEANUP", "sleep 600")]
 #[case::leaks_redis_on_exit(
@@ -299,6 +360,12 @@ fn real_celery_under_redis_sigkill_is_judged_with_the_cause() {
     "accepted tasks never done"
 )]
 #[case::worker_ignores_priority("worker-ignores-priority", "scenarios/worker-flood.toml", "CW-PRIO", "jumped a higher priority")]
+#[case::worker_prefetches_ahead(
+    "worker-prefetches-ahead",
+    "scenarios/worker-flood.toml",
+    "CW-PRIO",
+    "while the flood was still being enqueued"
+)]
 #[case::worker_ignores_concurrency(
     "worker-ignores-concurrency",
     "scenarios/worker-flood.toml",
