@@ -630,6 +630,12 @@ pub struct LoadConnections {
     /// `start` of every failed request (transport error or no expected
     /// status) that went on a reused connection, ascending.
     pub failed_on_reused: Vec<Micros>,
+    /// Each of `failed_on_reused` that got no answer at all, as (its start,
+    /// the end of the answer before it on that connection): tells a server
+    /// that kept a connection open after answering during its shutdown from
+    /// one that closed an idle connection as the client reused it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused_after: Vec<(Micros, Micros)>,
 }
 
 impl LoadConnections {
@@ -1225,6 +1231,7 @@ impl Recorder {
     /// The load's connection use, at its end.
     pub fn load_connections(&self, mut connections: LoadConnections) {
         connections.failed_on_reused.sort_unstable();
+        connections.reused_after.sort_unstable();
         self.with(|h| h.connections = connections);
     }
 

@@ -7,7 +7,7 @@
 
 use super::verdict::{Outcome, Verdict};
 use super::{CheckInput, ms, not_landed, rel};
-use crate::history::{FaultDetail, FaultRecord, History, RequestRecord, TransportError};
+use crate::history::{FaultDetail, FaultRecord, History, Micros, RequestRecord, TransportError};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 
@@ -122,19 +122,75 @@ pub fn gs_sigterm(input: &CheckInput<'_>) -> Verdict {
         } else {
             exit.describe()
         };
-        let v = if clean {
+        let expected = format!("{expected}; a request on a connection it kept open after {sig} is answered, not dropped");
+        let react_ms = input.settings.ready_after_sigterm_ms;
+        let reused = ReusedAfterSignal::of(input.history, f.injected_at, react_ms * 1000);
+        let v = if !clean {
+            Verdict::new(ID, Outcome::Fail, format!("exited {took} ms after {sig} with {how}"), expected)
+        } else if !reused.dropped.is_empty() {
+            Verdict::new(
+                ID,
+                Outcome::Fail,
+                format!(
+                    "exited by itself {took} ms after {sig} with {how}, but dropped {} request(s) sent on connections it had kept open by answering on them after the signal without `Connection: close`",
+                    reused.dropped.len()
+                ),
+                expected,
+            )
+        } else {
             Verdict::new(
                 ID,
                 Outcome::Pass,
                 format!("exited by itself {took} ms after {sig} with {how}"),
                 expected,
             )
-        } else {
-            Verdict::new(ID, Outcome::Fail, format!("exited {took} ms after {sig} with {how}"), expected)
         };
         v.with_evidence(format!("signal sent: {}", sent(f)))
+            .with_evidence(reused.describe(f.injected_at, react_ms))
     })
     .with_reading("grace period as the stack declares it (the standard's reading: 30 s)")
+    .with_reading("stops accepting new work: a request that arrives on a kept-alive connection after the signal gets an answer or a clean close")
+}
+
+/// Load requests after a stop signal that went on a reused connection and
+/// got no answer at all, split by the answer before them on that connection.
+/// One that ended more than the service's reaction time (HC-READY's limit)
+/// after the signal came from a service already stopping, which kept the
+/// connection open for another request and then dropped it. One before that
+/// is the keep-alive race every server has (it closes an idle connection as
+/// the client reuses it): reported, never failed.
+struct ReusedAfterSignal {
+    dropped: Vec<(Micros, Micros)>,
+    raced: usize,
+}
+
+impl ReusedAfterSignal {
+    fn of(h: &History, t0: Micros, react_us: Micros) -> Self {
+        let after: Vec<(Micros, Micros)> = h
+            .connections
+            .reused_after
+            .iter()
+            .copied()
+            .filter(|(start, _)| *start >= t0)
+            .collect();
+        let (dropped, raced): (Vec<_>, Vec<_>) = after.into_iter().partition(|(_, answered)| *answered >= t0 + react_us);
+        ReusedAfterSignal {
+            dropped,
+            raced: raced.len(),
+        }
+    }
+
+    fn describe(&self, t0: Micros, react_ms: u64) -> String {
+        let mut text = format!(
+            "requests after the signal on reused connections that got no answer: {} on a connection answered on more than {react_ms} ms after the signal (dropped), {} on one idle since before (the keep-alive race)",
+            self.dropped.len(),
+            self.raced
+        );
+        for (start, answered) in self.dropped.iter().take(3) {
+            text.push_str(&format!("; sent {} after an answer at {}", rel(*start, t0), rel(*answered, t0)));
+        }
+        text
+    }
 }
 
 /// Requests in flight at `t0`: started at least `margin` before it and not yet finished.

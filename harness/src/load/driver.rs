@@ -50,6 +50,9 @@ struct UserConnections {
     opened: Arc<AtomicU64>,
     /// When this user's request in flight started (clock micros + 1), 0 when idle.
     started: Arc<AtomicU64>,
+    /// When this user's last complete answer ended: on a reused connection,
+    /// the answer after which the server kept that connection open.
+    last_answer: Arc<AtomicU64>,
 }
 
 /// A connector layer counting the connections a client opens: each call of
@@ -108,6 +111,8 @@ pub struct LoadShared {
     starts: Mutex<Vec<Arc<AtomicU64>>>,
     reused: AtomicU64,
     failed_on_reused: Mutex<Vec<Micros>>,
+    /// (start, previous answer's end) of each of `failed_on_reused` that got no answer at all.
+    reused_after: Mutex<Vec<(Micros, Micros)>>,
     /// The worker's enqueue endpoint, when load requests go to it.
     enqueue: Option<crate::manifest::EnqueueDecl>,
 }
@@ -200,6 +205,7 @@ impl LoadShared {
             starts: Mutex::new(Vec::new()),
             reused: AtomicU64::new(0),
             failed_on_reused: Mutex::new(Vec::new()),
+            reused_after: Mutex::new(Vec::new()),
             enqueue: None,
         }
     }
@@ -235,6 +241,7 @@ impl LoadShared {
         user.set_session_data(UserConnections {
             opened: opened.clone(),
             started: started.clone(),
+            last_answer: Arc::new(AtomicU64::new(0)),
         });
         if let Ok(mut clients) = self.clients.lock() {
             clients.push(opened);
@@ -256,6 +263,7 @@ impl LoadShared {
                 .unwrap_or(0),
             reused: self.reused.load(Ordering::Relaxed),
             failed_on_reused: self.failed_on_reused.lock().map(|v| v.clone()).unwrap_or_default(),
+            reused_after: self.reused_after.lock().map(|v| v.clone()).unwrap_or_default(),
         }
     }
 
@@ -330,6 +338,7 @@ impl LoadShared {
         let session = user.get_session_data::<UserConnections>();
         let conns = session.map(|c| c.opened.clone());
         let started = session.map(|c| c.started.clone());
+        let last_answer = session.map(|c| c.last_answer.clone());
         let opened_before = conns.as_ref().map(|c| c.load(Ordering::SeqCst));
         let start = clock.now();
         let _started = StartedSlot::enter(started, start);
@@ -396,7 +405,18 @@ impl LoadShared {
                 && let Ok(mut failed) = self.failed_on_reused.lock()
             {
                 failed.push(start);
+                if record.status == 0
+                    && let (Some(last), Ok(mut after)) = (&last_answer, self.reused_after.lock())
+                {
+                    after.push((start, last.load(Ordering::SeqCst)));
+                }
             }
+        }
+        if !record.error.is_error()
+            && record.status != 0
+            && let Some(last) = &last_answer
+        {
+            last.store(record.end, Ordering::SeqCst);
         }
         if let Some(id) = id
             && record.ok()

@@ -207,6 +207,7 @@ mod tests {
             opened: 12,
             reused: 2_080,
             failed_on_reused: vec![1_003_000, 1_005_000],
+            reused_after: vec![(1_003_000, 1_002_900), (1_005_000, 1_004_950)],
         };
         h
     }
