@@ -345,6 +345,21 @@ pub struct FaultSpec {
     pub mb: Option<u64>,
     /// For `flood`: tasks that fail (the worker's declared `enqueue_failing` request).
     pub failing: bool,
+    /// For `flood`: the order the priorities are enqueued in.
+    pub order: FloodOrder,
+}
+
+/// The order of a flood's tasks (`order`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FloodOrder {
+    /// 10, 5 and 1 shuffled.
+    #[default]
+    Mixed,
+    /// Every low (1) first, then 10 and 5 shuffled: a backlog of low tasks
+    /// is there (and prefetched, if the worker prefetches) when the higher
+    /// ones arrive, which must then start first (CW-PRIO).
+    LowFirst,
 }
 
 /// A `[[fault]]` as written, with the spans of the values the checks after parsing look at.
@@ -395,6 +410,8 @@ struct RawFault {
     mb: Option<Spanned<u64>>,
     #[serde(default)]
     failing: bool,
+    #[serde(default)]
+    order: FloodOrder,
 }
 
 impl RawFault {
@@ -423,6 +440,7 @@ impl RawFault {
             ms: self.ms.map(Spanned::into_inner),
             mb: self.mb.map(Spanned::into_inner),
             failing: self.failing,
+            order: self.order,
         }
     }
 }

@@ -114,6 +114,13 @@ fn files_in(dir: &str) -> Vec<PathBuf> {
     "expected one of read, slow, write, read-record, enqueue, live, error, cpu, memory, proxy-health, got `export`"
 )]
 #[case::weird_defect("weird-defect.toml", 16, 10, "fault[0].defect", "expected \"missing\" or \"malformed\"")]
+#[case::unknown_flood_order(
+    "unknown-flood-order.toml",
+    16,
+    9,
+    "fault[0].order",
+    "unknown variant `high-first`, expected `mixed` or `low-first`"
+)]
 #[case::unknown_action(
     "unknown-action.toml",
     14,

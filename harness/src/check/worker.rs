@@ -311,31 +311,82 @@ pub fn cw_prio(input: &CheckInput<'_>) -> Verdict {
         return v;
     }
     let concurrency = h.redis.worker_concurrency.unwrap_or(1) as usize;
+    let from = backlog_formed_at(h, concurrency).unwrap_or(until).min(until);
+    let forming = starts_between(h, from, until);
     let started = starts_after(h, until);
-    if started.len() < 20 {
+    if forming.len() + started.len() < 20 {
         return Verdict::new(
             ID,
             Outcome::Inconclusive,
-            format!("only {} tasks started after the backlog formed", started.len()),
+            format!("only {} tasks started after the backlog formed", forming.len() + started.len()),
             expected,
         );
     }
-    let (inversions, example) = priority_inversions(&started, until);
+    let (early, early_example) = priority_inversions(&forming, &h.redis.tasks, from);
+    let (late, late_example) = priority_inversions(&started, &h.redis.tasks, until);
+    let inversions = early + late;
     let order: Vec<String> = started.iter().take(12).map(|(t, _)| t.priority.to_string()).collect();
     let measured = format!(
-        "{inversions} of {} starts after the backlog jumped a higher priority; first starts: {}",
+        "{inversions} of {} starts with a backlog jumped a higher priority ({early} of {} while the flood was still being enqueued, {late} of {} after); first starts after it: {}",
+        forming.len() + started.len(),
+        forming.len(),
         started.len(),
         order.join(" ")
     );
     // Tasks already fetched (one per slot) may run ahead of a later higher-priority one.
     let outcome = if inversions <= concurrency { Outcome::Pass } else { Outcome::Fail };
-    let mut v = Verdict::new(ID, outcome, measured, expected).with_reading(format!(
-        "the standard's 10 is high; up to {concurrency} (one per slot, already fetched) out of order allowed"
-    ));
-    if let Some(e) = example {
+    let flood_began = h
+        .faults
+        .iter()
+        .find(|f| matches!(f.detail, FaultDetail::Flood { .. }))
+        .map_or(from, |f| f.injected_at);
+    let mut v = Verdict::new(ID, outcome, measured, expected)
+        .with_reading(format!(
+            "the standard's 10 is high; up to {concurrency} (one per slot, already fetched) out of order allowed"
+        ))
+        .with_reading(format!(
+            "the backlog is there once more tasks wait than the worker has slots ({} after the flood began); a task waits from the answer to its enqueue request",
+            rel(from, flood_began)
+        ));
+    for e in [early_example, late_example].into_iter().flatten() {
         v = v.with_evidence(e);
     }
     v
+}
+
+/// The first moment more tasks waited (enqueue answered, not yet started)
+/// than the worker has slots: from then on priority decides what runs next.
+pub fn backlog_formed_at(h: &History, concurrency: usize) -> Option<Micros> {
+    // +1 at each answered enqueue, -1 at each first start; starts first at a tie.
+    let mut steps: Vec<(Micros, i64)> = Vec::new();
+    for t in &h.redis.tasks {
+        steps.push((t.enqueued_at, 1));
+        if let Some(s) = t.starts.first() {
+            steps.push((s.0, -1));
+        }
+    }
+    steps.sort_unstable();
+    let mut waiting: i64 = 0;
+    for (at, step) in steps {
+        waiting += step;
+        if waiting > concurrency as i64 {
+            return Some(at);
+        }
+    }
+    None
+}
+
+/// Tasks whose first start came in (from, until], in start order.
+fn starts_between(h: &History, from: Micros, until: Micros) -> Vec<(&TaskRecord, Micros)> {
+    let mut started: Vec<(&TaskRecord, Micros)> = h
+        .redis
+        .tasks
+        .iter()
+        .filter_map(|t| t.starts.first().map(|s| (t, s.0)))
+        .filter(|(_, s)| *s > from && *s <= until)
+        .collect();
+    started.sort_by_key(|(_, s)| *s);
+    started
 }
 
 /// The end of the first flood's enqueueing: from then on the backlog is complete.
@@ -359,21 +410,26 @@ pub fn starts_after(h: &History, until: Micros) -> Vec<(&TaskRecord, Micros)> {
     started
 }
 
-/// Starts that jumped a task of higher priority already waiting, and the first example.
-pub fn priority_inversions(started: &[(&TaskRecord, Micros)], until: Micros) -> (usize, Option<String>) {
+/// Of `started`, those that jumped a task of higher priority already waiting
+/// (its enqueue answered before the start, and it started later; one that
+/// never started is CW-FLOOD's), and the first example; times relative to
+/// `origin`.
+pub fn priority_inversions(started: &[(&TaskRecord, Micros)], tasks: &[TaskRecord], origin: Micros) -> (usize, Option<String>) {
     let mut inversions = 0;
     let mut example = None;
-    for (i, (t, s)) in started.iter().enumerate() {
-        // A task of higher priority enqueued before this one started and started only later.
-        if let Some((u, us)) = started[i + 1..].iter().find(|(u, _)| u.priority > t.priority && u.enqueued_at < *s) {
+    for (t, s) in started {
+        let jumped = tasks
+            .iter()
+            .find(|u| u.priority > t.priority && u.enqueued_at < *s && u.starts.first().is_some_and(|us| us.0 > *s));
+        if let Some(u) = jumped {
             inversions += 1;
             example.get_or_insert(format!(
                 "priority {} started at {} while priority {} (enqueued {}) waited until {}",
                 t.priority,
-                rel(*s, until),
+                rel(*s, origin),
                 u.priority,
-                rel(u.enqueued_at, until),
-                rel(*us, until)
+                rel(u.enqueued_at, origin),
+                u.starts.first().map_or_else(String::new, |us| rel(us.0, origin))
             ));
         }
     }
@@ -842,6 +898,60 @@ mod tests {
         assert_eq!(t.lost, vec!["b"]);
         assert_eq!(t.duplicated, vec!["c"]);
         assert_eq!(t.rerun, vec!["c"]);
+    }
+
+    #[test]
+    fn the_backlog_forms_when_more_wait_than_the_worker_has_slots() {
+        let mut h = History::default();
+        // a and b start at once; c, d and e pile up: three waiting at 45.
+        h.redis.tasks = vec![
+            task("a", 1, 10, &[11], &[50]),
+            task("b", 1, 20, &[21], &[60]),
+            task("c", 1, 30, &[55], &[90]),
+            task("d", 1, 40, &[65], &[95]),
+            task("e", 1, 45, &[70], &[99]),
+        ];
+        assert_eq!(backlog_formed_at(&h, 3), None);
+        assert_eq!(backlog_formed_at(&h, 2), Some(45));
+        assert_eq!(backlog_formed_at(&h, 1), Some(40));
+    }
+
+    #[test]
+    fn a_start_jumps_a_higher_priority_that_was_waiting_and_ran_later() {
+        let tasks = vec![
+            task("low", 1, 0, &[300], &[330]),
+            task("high-waiting", 10, 50, &[400], &[430]),
+            task("high-after", 10, 310, &[320], &[340]),
+            task("high-never-ran", 10, 10, &[], &[]),
+        ];
+        let low_start = [(&tasks[0], 300)];
+        let (n, example) = priority_inversions(&low_start, &tasks, 0);
+        assert_eq!(n, 1);
+        assert!(example.unwrap().contains("(enqueued +0 ms) waited until +0 ms"));
+        let high_start = [(&tasks[1], 400)];
+        assert_eq!(priority_inversions(&high_start, &tasks, 0).0, 0);
+    }
+
+    #[test]
+    fn cw_prio_fails_a_worker_that_runs_a_prefetched_backlog_in_arrival_order() {
+        let mut h = History::default();
+        let mut f = flood(true);
+        // Enqueued from 0 to 1 s; a single slot; 1 ms apart, priorities 1, 5, 10 in turn.
+        if let FaultDetail::Flood { enqueued_until, .. } = &mut f.detail {
+            *enqueued_until = 1_000_000;
+        }
+        h.faults.push(f);
+        h.redis.worker_concurrency = Some(1);
+        for i in 0..60u64 {
+            let pri = [1, 5, 10][i as usize % 3];
+            let enq = i * 1_000;
+            // Arrival order, 10 ms each: the priority never changes what runs next.
+            let start = 2_000 + i * 10_000;
+            h.redis.tasks.push(task(&format!("t{i}"), pri, enq, &[start], &[start + 9_000]));
+        }
+        let v = cw_prio(&input(&h));
+        assert_eq!(v.outcome, Outcome::Fail, "{}", v.measured);
+        assert!(v.measured.contains("while the flood was still being enqueued"), "{}", v.measured);
     }
 
     #[test]

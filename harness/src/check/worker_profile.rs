@@ -50,7 +50,10 @@ impl WorkerProfile {
                 if started.is_empty() {
                     (None, None)
                 } else {
-                    (Some(priority_order(&started)), Some(priority_inversions(&started, until).0))
+                    (
+                        Some(priority_order(&started)),
+                        Some(priority_inversions(&started, &h.redis.tasks, until).0),
+                    )
                 }
             }
             None => (None, None),

@@ -5,6 +5,7 @@
 use super::Nemesis;
 use crate::history::{FaultDetail, FaultRecord, Finding, TaskRecord};
 use crate::observe::redis_state;
+use crate::scenario::FloodOrder;
 use futures_util::StreamExt;
 use std::time::Duration;
 
@@ -28,11 +29,13 @@ async fn enqueue_one(client: &reqwest::Client, url: &str, decl: &crate::manifest
 
 /// The standard's priorities: high, medium, low.
 pub const PRIORITIES: [u8; 3] = [10, 5, 1];
+const LOW: u8 = 1;
 
-pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64, failing: bool) -> FaultRecord {
+pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64, failing: bool, order: FloodOrder) -> FaultRecord {
     let label = format!(
-        "flood of {count} {}tasks ({task_ms} ms each)",
-        if failing { "failing " } else { "" }
+        "flood of {count} {}tasks ({task_ms} ms each{})",
+        if failing { "failing " } else { "" },
+        if order == FloodOrder::LowFirst { ", every low first" } else { "" }
     );
     let empty = FaultDetail::Flood {
         requested: count,
@@ -66,7 +69,11 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64, fail
         .build()
         .unwrap_or_default();
     let mut rng = fastrand::Rng::with_seed(n.seed ^ index as u64);
-    let priorities: Vec<u8> = (0..count).map(|_| PRIORITIES[rng.usize(..PRIORITIES.len())]).collect();
+    let mut priorities: Vec<u8> = (0..count).map(|_| PRIORITIES[rng.usize(..PRIORITIES.len())]).collect();
+    if order == FloodOrder::LowFirst {
+        // Stable: the higher ones keep their shuffled order behind the lows.
+        priorities.sort_by_key(|p| *p != LOW);
+    }
     let injected_at = n.now();
     let mut accepted = 0;
     let mut failures = Vec::new();
@@ -81,8 +88,11 @@ pub async fn flood(n: &Nemesis<'_>, index: usize, count: u32, task_ms: u64, fail
             };
             let url = format!("http://{addr}{path}");
             let client = client.clone();
-            let at = n.now();
-            async move { (priority, at, enqueue_one(&client, &url, &decl.enqueue).await) }
+            // When the answer came: from then on the task is surely on the broker.
+            async move {
+                let answer = enqueue_one(&client, &url, &decl.enqueue).await;
+                (priority, n.now(), answer)
+            }
         })
         .buffered(FLOOD_IN_FLIGHT)
         .collect()

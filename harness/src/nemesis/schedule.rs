@@ -142,7 +142,17 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
         }
         FaultAction::BrokenReload => vec![super::broken_reload::broken_reload(n, index, &spec.target).await],
         FaultAction::Flood => {
-            vec![super::flood::flood(n, index, spec.count.unwrap_or(300), spec.task_ms.unwrap_or(20), spec.failing).await]
+            vec![
+                super::flood::flood(
+                    n,
+                    index,
+                    spec.count.unwrap_or(300),
+                    spec.task_ms.unwrap_or(20),
+                    spec.failing,
+                    spec.order,
+                )
+                .await,
+            ]
         }
         FaultAction::Deploy => vec![release_step(n, index, Step::Deploy, spec).await],
         FaultAction::Switch => vec![release_step(n, index, Step::Switch, spec).await],
