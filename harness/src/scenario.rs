@@ -411,10 +411,73 @@ struct RawFault {
     #[serde(default)]
     failing: bool,
     #[serde(default)]
-    order: FloodOrder,
+    order: Option<FloodOrder>,
+}
+
+/// The fields of a `[[fault]]` that belong to some actions only, and which
+/// action takes which: one written for another action is an error, not
+/// silently ignored. (`version`, `variant` and `check_data` have checks of
+/// their own that say more.)
+fn fields_of(action: FaultAction) -> &'static [&'static str] {
+    match action {
+        FaultAction::Signal => &["signal"],
+        FaultAction::Outage | FaultAction::KillAll => &["signal", "down_s"],
+        FaultAction::Pause => &["down_s"],
+        FaultAction::BadConfig => &["defect"],
+        FaultAction::EnvChange | FaultAction::ReloadConfig | FaultAction::CertSwap => &["value"],
+        FaultAction::Burst => &["rate_per_s", "times_limit", "duration_s"],
+        FaultAction::BackendTraffic | FaultAction::RedisFill | FaultAction::RedisSaveFail => &["duration_s"],
+        FaultAction::GzipProbe
+        | FaultAction::CacheProbe
+        | FaultAction::BrokenReload
+        | FaultAction::Switch
+        | FaultAction::Releases
+        | FaultAction::Deploy
+        | FaultAction::Canary
+        | FaultAction::Rollback => &[],
+        FaultAction::Flood => &["count", "task_ms", "failing", "order"],
+        FaultAction::Traffic => &["endpoint", "concurrency", "duration_s", "ms", "mb"],
+        FaultAction::RedisConnections => &["count", "duration_s"],
+        FaultAction::RedisSlow => &["ms"],
+    }
 }
 
 impl RawFault {
+    /// The action-specific fields this fault was written with, and where
+    /// each value is when its span is kept.
+    fn given_fields(&self) -> Vec<(&'static str, Option<std::ops::Range<usize>>)> {
+        fn at<T>(name: &'static str, v: &Option<Spanned<T>>) -> Option<(&'static str, Option<std::ops::Range<usize>>)> {
+            v.as_ref().map(|v| (name, Some(v.span())))
+        }
+        let mut given: Vec<_> = [
+            at("signal", &self.signal),
+            at("down_s", &self.down_s),
+            at("defect", &self.defect),
+            at("rate_per_s", &self.rate_per_s),
+            at("times_limit", &self.times_limit),
+            at("duration_s", &self.duration_s),
+            at("count", &self.count),
+            at("task_ms", &self.task_ms),
+            at("endpoint", &self.endpoint),
+            at("concurrency", &self.concurrency),
+            at("ms", &self.ms),
+            at("mb", &self.mb),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if self.value.is_some() {
+            given.push(("value", None));
+        }
+        if self.failing {
+            given.push(("failing", None));
+        }
+        if self.order.is_some() {
+            given.push(("order", None));
+        }
+        given
+    }
+
     fn into_spec(self) -> FaultSpec {
         FaultSpec {
             action: self.action,
@@ -440,7 +503,7 @@ impl RawFault {
             ms: self.ms.map(Spanned::into_inner),
             mb: self.mb.map(Spanned::into_inner),
             failing: self.failing,
-            order: self.order,
+            order: self.order.unwrap_or_default(),
         }
     }
 }
@@ -809,6 +872,24 @@ pub fn load(path: &Path) -> Result<Scenario, InputErrors> {
         let header = f.span();
         let spec = f.get_ref();
         let field = |name: &str| format!("fault[{i}].{name}");
+        for (name, span) in spec.given_fields() {
+            let takes = fields_of(spec.action);
+            if !takes.contains(&name) {
+                let takes = if takes.is_empty() {
+                    "none of its own".to_string()
+                } else {
+                    takes.join(", ")
+                };
+                errors.push(err(
+                    span.unwrap_or_else(|| header.clone()),
+                    &field(name),
+                    format!(
+                        "action = \"{}\" does not take `{name}` (its fields: {takes}; every action: target, after_s, when, when_timeout_s, alerts)",
+                        action_name(spec.action)
+                    ),
+                ));
+            }
+        }
         let needs_signal = matches!(spec.action, FaultAction::Signal | FaultAction::Outage);
         match &spec.signal {
             Some(sig) if sig.get_ref() != STOP_SIGNAL && nix::sys::signal::Signal::from_str_lenient(sig.get_ref()).is_none() => {

@@ -101,7 +101,7 @@ fn files_in(dir: &str) -> Vec<PathBuf> {
 #[case::signal_without_signal("signal-without-signal.toml", 13, 1, "fault[0].signal", "required for action = \"signal\"")]
 #[case::bad_signal_name(
     "bad-signal-name.toml",
-    22,
+    21,
     10,
     "fault[1].signal",
     "expected a signal name (TERM, KILL, HUP, STOP, CONT, INT, QUIT), got `TERMINATE`"
@@ -114,6 +114,13 @@ fn files_in(dir: &str) -> Vec<PathBuf> {
     "expected one of read, slow, write, read-record, enqueue, live, error, cpu, memory, proxy-health, got `export`"
 )]
 #[case::weird_defect("weird-defect.toml", 16, 10, "fault[0].defect", "expected \"missing\" or \"malformed\"")]
+#[case::field_of_another_action(
+    "field-of-another-action.toml",
+    17,
+    11,
+    "fault[0].task_ms",
+    "action = \"signal\" does not take `task_ms` (its fields: signal;"
+)]
 #[case::unknown_flood_order(
     "unknown-flood-order.toml",
     16,

@@ -20,6 +20,9 @@ pub struct TaskTally {
     pub duplicated: Vec<String>,
     pub rerun: Vec<String>,
     pub unobserved: Vec<String>,
+    /// Of `lost`, those still on the broker (in a queue list, or delivered
+    /// and unacknowledged): not done when the run ended, not yet gone.
+    pub still_on_broker: usize,
 }
 
 impl TaskTally {
@@ -32,6 +35,15 @@ impl TaskTally {
             .into_iter()
             .partition(|id| h.redis.lost_whereabouts.get(id) == Some(&LostWhere::Unobserved));
         t.unobserved = unobserved;
+        t.still_on_broker = lost
+            .iter()
+            .filter(|id| {
+                matches!(
+                    h.redis.lost_whereabouts.get(*id),
+                    Some(LostWhere::Queued | LostWhere::Unacknowledged)
+                )
+            })
+            .count();
         t.lost = lost;
         t
     }
@@ -61,8 +73,13 @@ impl TaskTally {
         } else {
             format!(", {} not observed", self.unobserved.len())
         };
+        let on_broker = if self.still_on_broker > 0 {
+            format!(" ({} of them still queued or unacknowledged)", self.still_on_broker)
+        } else {
+            String::new()
+        };
         format!(
-            "{} enqueued, {} done, {} lost, {} duplicated, {} started more than once{unobserved}",
+            "{} enqueued, {} done, {} lost{on_broker}, {} duplicated, {} started more than once{unobserved}",
             self.enqueued,
             self.done,
             self.lost.len(),
