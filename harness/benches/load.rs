@@ -197,6 +197,19 @@ fn main() {
         fmt_rates(&direct)
     );
     println!("ratio harness/wrk: {:.2}  (goal ≥ 0.60); reqwest direct/wrk: {:.2}", h / w, d / w);
+    // Each round's own pair (wrk and the harness ran back to back): machine noise moves both.
+    let per_round = |v: &[f64]| {
+        v.iter()
+            .zip(&wrk_rates)
+            .map(|(r, w)| format!("{:.2}", r / w))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "ratio per round:  harness/wrk {}; reqwest direct/wrk {}",
+        per_round(&ours),
+        per_round(&direct)
+    );
     println!(
         "history: {} bytes per request in memory (RequestRecord is {} bytes; Vec growth included; goal ≤ 64)",
         bytes_per_request,
