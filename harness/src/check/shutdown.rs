@@ -145,8 +145,13 @@ pub fn gs_sigterm(input: &CheckInput<'_>) -> Verdict {
                 expected,
             )
         };
-        v.with_evidence(format!("signal sent: {}", sent(f)))
-            .with_evidence(reused.describe(f.injected_at, react_ms))
+        // Without kept-alive connections the load cannot see a dropped reuse: say so, not "0".
+        let reuse = if input.history.connections.keepalive && input.history.connections.reused > 0 {
+            reused.describe(f.injected_at, react_ms)
+        } else {
+            "requests on kept-alive connections after the signal: not observable, the load reused no connection".to_string()
+        };
+        v.with_evidence(format!("signal sent: {}", sent(f))).with_evidence(reuse)
     })
     .with_reading("grace period as the stack declares it (the standard's reading: 30 s)")
     .with_reading("stops accepting new work: a request that arrives on a kept-alive connection after the signal gets an answer or a clean close")
