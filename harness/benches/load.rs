@@ -129,6 +129,86 @@ async fn reqwest_direct(url: &str, users: usize, seconds: u64) -> f64 {
     recorder.take_history().requests.len() as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Variants of the direct path, each removing one suspect cost (BENCH_ONLY=...):
+/// `peruser` a client per user as the harness has; `url` a pre-parsed URL;
+/// `hyper` one hyper HTTP/1 connection per user, no pool, no URL crate.
+async fn direct_variant(kind: &str, url: &str, users: usize, seconds: u64) -> f64 {
+    let recorder = Arc::new(Recorder::new(RunClock::start()));
+    let shared_client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let parsed = reqwest::Url::parse(url).expect("url");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..users)
+        .map(|_| {
+            let kind = kind.to_string();
+            let client = if kind == "peruser" {
+                reqwest::Client::builder().no_proxy().build().expect("client")
+            } else {
+                shared_client.clone()
+            };
+            let recorder = recorder.clone();
+            let parsed = parsed.clone();
+            tokio::spawn(async move {
+                let mut hyper_conn = None;
+                while Instant::now() < deadline {
+                    let start = recorder.clock.now();
+                    let (status, bytes) = if kind == "hyper" {
+                        if hyper_conn.is_none() {
+                            let addr = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap());
+                            let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                            let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                                .await
+                                .expect("handshake");
+                            tokio::spawn(conn);
+                            hyper_conn = Some(send);
+                        }
+                        let send = hyper_conn.as_mut().unwrap();
+                        let request = hyper::Request::get(parsed.path())
+                            .header("host", parsed.authority())
+                            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                            .unwrap();
+                        match send.send_request(request).await {
+                            Ok(r) => {
+                                let status = r.status().as_u16();
+                                use http_body_util::BodyExt;
+                                let body = r.into_body().collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+                                (status, body)
+                            }
+                            Err(_) => {
+                                hyper_conn = None;
+                                (0, 0)
+                            }
+                        }
+                    } else {
+                        let target = if kind == "url" {
+                            parsed.clone()
+                        } else {
+                            reqwest::Url::parse(parsed.as_str()).unwrap()
+                        };
+                        match client.get(target).send().await {
+                            Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.len()).unwrap_or(0)),
+                            Err(_) => (0, 0),
+                        }
+                    };
+                    recorder.request(RequestRecord {
+                        start,
+                        end: recorder.clock.now(),
+                        status,
+                        route: 0,
+                        version: 0,
+                        error: chaosgate::history::TransportError::None,
+                        bytes: bytes as u32,
+                    });
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    recorder.take_history().requests.len() as f64 / started.elapsed().as_secs_f64()
+}
+
 fn main() {
     let seconds = env_num("BENCH_SECONDS", 5);
     let rounds = env_num("BENCH_ROUNDS", 3);
@@ -139,7 +219,8 @@ fn main() {
 
     // 3. Time to healthy, over several fresh stacks.
     let mut healthy = Vec::new();
-    for i in 0..5 {
+    let starts = if std::env::var("BENCH_ONLY").is_ok() { 0 } else { 5 };
+    for i in 0..starts {
         let recorder = Arc::new(Recorder::new(RunClock::start()));
         let dir = repo("target/bench-runs").join(format!("healthy-{i}-{}", std::process::id()));
         let plan = StackPlan::render(&manifest, &dir, i).expect("render");
@@ -167,15 +248,33 @@ fn main() {
     let mut failed = 0;
     let mut bytes_per_request = 0;
     let mut direct = Vec::new();
+    // BENCH_ONLY=harness|direct|wrk runs one side alone, for a profiler (`perf record`).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let runs = |side: &str| only.is_empty() || only == side;
     for _ in 0..rounds {
-        wrk_rates.push(wrk(&url, users as u64, seconds));
-        direct.push(runtime.block_on(reqwest_direct(&url, users, seconds)));
-        let (rate, f, b) = runtime.block_on(harness_load(&base, users, seconds));
-        ours.push(rate);
-        failed += f;
-        bytes_per_request = b;
+        if runs("wrk") {
+            wrk_rates.push(wrk(&url, users as u64, seconds));
+        }
+        if runs("direct") {
+            direct.push(runtime.block_on(reqwest_direct(&url, users, seconds)));
+        }
+        for kind in ["peruser", "url", "hyper"] {
+            if only == kind {
+                direct.push(runtime.block_on(direct_variant(kind, &url, users, seconds)));
+            }
+        }
+        if runs("harness") {
+            let (rate, f, b) = runtime.block_on(harness_load(&base, users, seconds));
+            ours.push(rate);
+            failed += f;
+            bytes_per_request = b;
+        }
     }
     runtime.block_on(backend.shutdown(Duration::from_secs(3)));
+    if !only.is_empty() {
+        println!("BENCH_ONLY={only}: wrk {wrk_rates:?}, reqwest direct {direct:?}, harness {ours:?} req/s");
+        return;
+    }
 
     let (w, h) = (median(wrk_rates.clone()), median(ours.clone()));
     println!("chaosgate benchmarks ({rounds} rounds of {seconds} s, {users} connections/users, 2 cores shared with nginx)");

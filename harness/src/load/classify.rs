@@ -1,4 +1,4 @@
-//! What kind of transport failure a reqwest error is. Checkers need to tell
+//! What kind of transport failure an error is (reqwest's, hyper's, io's). Checkers need to tell
 //! a refused connection (nothing listening: expected after shutdown) from a
 //! reset (a request cut off: a drain failure), and a TLS handshake the
 //! client refused from both.
@@ -21,31 +21,40 @@ fn wraps_rustls(io: &std::io::Error) -> bool {
     false
 }
 
-pub fn classify(err: &reqwest::Error) -> TransportError {
-    if err.is_timeout() {
-        return TransportError::Timeout;
-    }
-    let mut source = err.source();
+/// The kind of failure an error chain shows (rustls's refusal, or the io
+/// error underneath), if any link of it shows one; `err` itself included.
+pub fn classify_chain(err: &(dyn std::error::Error + 'static)) -> Option<TransportError> {
+    let mut source = Some(err);
     while let Some(s) = source {
         // rustls reports a refused certificate or a failed handshake as its
         // own error (inside an io::Error on the way up).
         if s.is::<rustls::Error>() {
-            return TransportError::Tls;
+            return Some(TransportError::Tls);
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             if wraps_rustls(io) {
-                return TransportError::Tls;
+                return Some(TransportError::Tls);
             }
             match io.kind() {
-                ErrorKind::ConnectionRefused => return TransportError::Refused,
+                ErrorKind::ConnectionRefused => return Some(TransportError::Refused),
                 ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof => {
-                    return TransportError::Reset;
+                    return Some(TransportError::Reset);
                 }
-                ErrorKind::TimedOut => return TransportError::Timeout,
+                ErrorKind::TimedOut => return Some(TransportError::Timeout),
                 _ => {}
             }
         }
         source = s.source();
+    }
+    None
+}
+
+pub fn classify(err: &reqwest::Error) -> TransportError {
+    if err.is_timeout() {
+        return TransportError::Timeout;
+    }
+    if let Some(kind) = err.source().and_then(classify_chain) {
+        return kind;
     }
     let text = format!("{err:?}").to_ascii_lowercase();
     if text.contains("incompletemessage") || text.contains("connection closed") || text.contains("reset") {

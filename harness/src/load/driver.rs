@@ -1,22 +1,23 @@
 //! goose as a library: one scenario, one transaction closure that picks a
-//! request from the weighted mix, makes it through goose, reads the whole
-//! body (a truncated body is a failure) and records it.
+//! request from the weighted mix, makes it on the user's own connection
+//! (`http1`), paced by goose's throttle, reads the whole body (a truncated
+//! body is a failure) and records it.
 
-use super::classify::classify;
+use super::http1::{Target, UserClient};
 use crate::history::{AckedWrite, LoadConnections, Micros, Recorder, RequestRecord, TaskRecord, TransportError};
 use crate::scenario::LoadSpec;
 use goose::prelude::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
 struct PreparedRequest {
     method: GooseMethod,
+    http_method: hyper::Method,
     path: String,
-    body: Option<String>,
+    body: Option<hyper::body::Bytes>,
     /// The path carries `{n}`: each request gets a unique number there, and a
     /// write acknowledged with 2xx is recorded by that number.
     numbered: bool,
@@ -44,51 +45,15 @@ impl LoadTls {
     }
 }
 
-/// One user's session data: the connections its client has opened, and its request in flight.
+/// One user's session data: its connection, and its request in flight.
 #[derive(Clone)]
 struct UserConnections {
-    opened: Arc<AtomicU64>,
+    client: UserClient,
     /// When this user's request in flight started (clock micros + 1), 0 when idle.
     started: Arc<AtomicU64>,
     /// When this user's last complete answer ended: on a reused connection,
     /// the answer after which the server kept that connection open.
     last_answer: Arc<AtomicU64>,
-}
-
-/// A connector layer counting the connections a client opens: each call of
-/// the connector service is one new connection.
-#[derive(Clone)]
-struct CountConnects(Arc<AtomicU64>);
-
-impl<S> tower::Layer<S> for CountConnects {
-    type Service = Counted<S>;
-    fn layer(&self, inner: S) -> Counted<S> {
-        Counted {
-            inner,
-            opened: self.0.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Counted<S> {
-    inner: S,
-    opened: Arc<AtomicU64>,
-}
-
-impl<S: tower::Service<R>, R> tower::Service<R> for Counted<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> S::Future {
-        self.opened.fetch_add(1, Ordering::SeqCst);
-        self.inner.call(req)
-    }
 }
 
 /// State shared by every simulated user and by the nemesis (which watches
@@ -105,6 +70,8 @@ pub struct LoadShared {
     version_header: Option<String>,
     keepalive: bool,
     tls: Option<LoadTls>,
+    /// Where the users' connections go (set when the load starts).
+    target: std::sync::OnceLock<Arc<Target>>,
     /// Every user's connection counter.
     clients: Mutex<Vec<Arc<AtomicU64>>>,
     /// Every user's start of its request in flight (see `UserConnections::started`).
@@ -188,8 +155,9 @@ impl LoadShared {
                 .iter()
                 .map(|r| PreparedRequest {
                     method: method(&r.method),
+                    http_method: hyper::Method::from_bytes(r.method.as_bytes()).unwrap_or(hyper::Method::GET),
                     path: r.path.clone(),
-                    body: r.body.clone(),
+                    body: r.body.clone().map(hyper::body::Bytes::from),
                     numbered: r.path.contains(ID_PLACEHOLDER),
                     enqueues_task: false,
                 })
@@ -201,6 +169,7 @@ impl LoadShared {
             version_header,
             keepalive: spec.keepalive,
             tls: None,
+            target: std::sync::OnceLock::new(),
             clients: Mutex::new(Vec::new()),
             starts: Mutex::new(Vec::new()),
             reused: AtomicU64::new(0),
@@ -216,30 +185,19 @@ impl LoadShared {
         self
     }
 
-    /// Give the user its own client: keep-alive or a new connection per
+    /// Give the user its own connection: keep-alive or a new one per
     /// request, HTTPS verifying against the run's CA when asked, and a
     /// counter of the connections it opens.
     async fn set_up_client(&self, user: &mut GooseUser) -> TransactionResult {
+        let Some(target) = self.target.get() else {
+            return Err(Box::new(TransactionError::InvalidMethod {
+                method: reqwest::Method::GET,
+            }));
+        };
         let opened = Arc::new(AtomicU64::new(0));
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
-            .user_agent(concat!("chaosgate/", env!("CARGO_PKG_VERSION")))
-            .gzip(true)
-            .timeout(Duration::from_secs(30))
-            .connector_layer(CountConnects(opened.clone()));
-        if !self.keepalive {
-            // A new connection per request: the client keeps no idle connection a server could close under it.
-            builder = builder.pool_max_idle_per_host(0);
-        }
-        if let Some(tls) = &self.tls {
-            let ca = reqwest::Certificate::from_pem(&tls.ca_pem).map_err(|e| Box::new(e.into()))?;
-            // Real verification: only the run's CA, and the certificate must name `host`.
-            builder = builder.tls_certs_only([ca]).resolve(&tls.host, tls.addr);
-        }
-        user.set_client_builder(builder).await.map_err(Box::new)?;
         let started = Arc::new(AtomicU64::new(0));
         user.set_session_data(UserConnections {
-            opened: opened.clone(),
+            client: UserClient::new(target.clone(), self.keepalive, opened.clone()),
             started: started.clone(),
             last_answer: Arc::new(AtomicU64::new(0)),
         });
@@ -281,8 +239,18 @@ impl LoadShared {
         self
     }
 
-    fn record_task(&self, spec_path: &str, body: &[u8], enqueued_at: u64) {
+    fn record_task(&self, spec_path: &str, body: &[u8], gzipped: bool, enqueued_at: u64) {
         let Some(decl) = &self.enqueue else { return };
+        let mut decoded = Vec::new();
+        let body = if gzipped {
+            use std::io::Read;
+            if flate2::read::GzDecoder::new(body).read_to_end(&mut decoded).is_err() {
+                return;
+            }
+            decoded.as_slice()
+        } else {
+            body
+        };
         let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
             return;
         };
@@ -326,33 +294,31 @@ impl LoadShared {
     }
 
     async fn run_one(&self, user: &mut GooseUser) -> TransactionResult {
+        // goose's own pacing (`rate_per_s`), before the request counts as started.
+        if user.is_throttled
+            && let Some(throttle) = user.throttle.clone()
+            && throttle.send_async(true).await.is_err()
+        {
+            return Ok(());
+        }
         let route = self.pick();
         let spec = &self.requests[route];
         let _guard = InFlight::enter(&self.in_flight);
         let clock = self.recorder.clock;
         let id = spec.numbered.then(|| self.ids.fetch_add(1, Ordering::Relaxed) + 1);
+        let numbered_path;
         let path = match id {
-            Some(n) => spec.path.replace(ID_PLACEHOLDER, &n.to_string()),
-            None => spec.path.clone(),
+            Some(n) => {
+                numbered_path = spec.path.replace(ID_PLACEHOLDER, &n.to_string());
+                numbered_path.as_str()
+            }
+            None => spec.path.as_str(),
         };
-        let session = user.get_session_data::<UserConnections>();
-        let conns = session.map(|c| c.opened.clone());
-        let started = session.map(|c| c.started.clone());
-        let last_answer = session.map(|c| c.last_answer.clone());
-        let opened_before = conns.as_ref().map(|c| c.load(Ordering::SeqCst));
+        let Some(session) = user.get_session_data_mut::<UserConnections>() else {
+            return Ok(());
+        };
         let start = clock.now();
-        let _started = StartedSlot::enter(started, start);
-        let mut builder = user.get_request_builder(&spec.method, &path)?;
-        if let Some(body) = &spec.body {
-            builder = builder.header("content-type", "application/json").body(body.clone());
-        }
-        // Named by the template so goose aggregates numbered paths as one.
-        let request = GooseRequest::builder()
-            .method(spec.method)
-            .path(path.as_str())
-            .name(spec.path.as_str())
-            .set_request_builder(builder)
-            .build();
+        let _started = StartedSlot::enter(Some(session.started.clone()), start);
         let mut record = RequestRecord {
             start,
             end: start,
@@ -362,61 +328,47 @@ impl LoadShared {
             error: TransportError::None,
             bytes: 0,
         };
-        match user.request(request).await {
-            Ok(goose) => match goose.response {
-                Ok(response) => {
-                    record.status = response.status().as_u16();
-                    if let Some(header) = &self.version_header
-                        && let Some(v) = response.headers().get(header).and_then(|v| v.to_str().ok())
-                    {
-                        record.version = self.recorder.intern_version(v);
-                    }
-                    let expected = response.content_length();
-                    match response.bytes().await {
-                        Ok(body) => {
-                            record.bytes = body.len().min(u32::MAX as usize) as u32;
-                            if expected.is_some_and(|n| n != body.len() as u64) {
-                                record.error = TransportError::Truncated;
-                            } else if spec.enqueues_task && (200..300).contains(&record.status) {
-                                self.record_task(&spec.path, &body, start);
-                            }
-                        }
-                        Err(e) => {
-                            record.error = match classify(&e) {
-                                TransportError::Reset | TransportError::Other => TransportError::Truncated,
-                                other => other,
-                            }
-                        }
-                    }
+        let reused = match session.client.exchange(&spec.http_method, path, spec.body.as_ref()).await {
+            Ok(answer) => {
+                record.status = answer.status.as_u16();
+                if let Some(header) = &self.version_header
+                    && let Some(v) = answer.headers.get(header).and_then(|v| v.to_str().ok())
+                {
+                    record.version = self.recorder.intern_version(v);
                 }
-                Err(e) => record.error = classify(&e),
-            },
-            Err(_) => record.error = TransportError::Other,
-        }
+                record.bytes = answer.body.len().min(u32::MAX as usize) as u32;
+                if spec.enqueues_task && (200..300).contains(&record.status) {
+                    let gzipped = answer
+                        .headers
+                        .get(hyper::header::CONTENT_ENCODING)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+                    self.record_task(&spec.path, &answer.body, gzipped, start);
+                }
+                answer.reused
+            }
+            Err(failure) => {
+                record.error = failure.error;
+                record.status = failure.status.map(|s| s.as_u16()).unwrap_or(0);
+                failure.reused
+            }
+        };
         record.end = clock.now().max(start + 1);
-        // One request at a time per user: no connection opened during this
-        // request means it went on one an earlier request had used.
-        if let (Some(conns), Some(before)) = (&conns, opened_before)
-            && before > 0
-            && conns.load(Ordering::SeqCst) == before
-        {
+        let last_answer = &session.last_answer;
+        if reused {
             self.reused.fetch_add(1, Ordering::Relaxed);
             if !record.ok()
                 && let Ok(mut failed) = self.failed_on_reused.lock()
             {
                 failed.push(start);
                 if record.status == 0
-                    && let (Some(last), Ok(mut after)) = (&last_answer, self.reused_after.lock())
+                    && let Ok(mut after) = self.reused_after.lock()
                 {
-                    after.push((start, last.load(Ordering::SeqCst)));
+                    after.push((start, last_answer.load(Ordering::SeqCst)));
                 }
             }
         }
-        if !record.error.is_error()
-            && record.status != 0
-            && let Some(last) = &last_answer
-        {
-            last.store(record.end, Ordering::SeqCst);
+        if !record.error.is_error() && record.status != 0 {
+            last_answer.store(record.end, Ordering::SeqCst);
         }
         if let Some(id) = id
             && record.ok()
@@ -455,6 +407,8 @@ impl LoadHandle {
         // A previous run in this process may have pulled the switch.
         goose::reset_killswitch();
         let g = |e: GooseError| LoadError::Goose(e.to_string());
+        let target = Target::new(base_url, shared.tls.as_ref()).map_err(LoadError::Goose)?;
+        let _ = shared.target.set(Arc::new(target));
         let for_users = shared.clone();
         let transaction = Transaction::new(Arc::new(move |user: &mut GooseUser| {
             let shared = for_users.clone();
