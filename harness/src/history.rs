@@ -968,6 +968,9 @@ pub struct WriteAudit {
     pub checked: u64,
     /// Redis keys of acknowledged writes that were not there.
     pub missing: Vec<String>,
+    /// When each of `missing` was acknowledged (same order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_acked_at: Vec<Micros>,
     pub error: Option<String>,
 }
 
