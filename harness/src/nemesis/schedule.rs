@@ -4,7 +4,7 @@ use super::Nemesis;
 use super::config::{bad_config, env_change, reload_config};
 use super::outage::{outage, pause};
 use super::release::release_step;
-use super::signal::signal_fault;
+use super::signal::{before_signal, signal_fault};
 use crate::deploy::Step;
 use crate::history::{FaultDetail, FaultRecord};
 use crate::manifest::SignalName;
@@ -80,6 +80,11 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
         let why = format!("the stack has no service or role `{}`", spec.target);
         return vec![n.not_landed(index, label, &spec.target, why, FaultDetail::Pause { resumed_at: None })];
     };
+    let signal = match spec.signal.as_deref() {
+        Some(STOP_SIGNAL) => svc.stop_signal,
+        named => named.and_then(Signal::from_str_lenient).unwrap_or(Signal::SIGTERM),
+    };
+    let before_signal = matches!(spec.action, FaultAction::Signal).then(|| before_signal(n, &svc.name, signal));
     if let Some(cond) = spec.when {
         let deadline = Instant::now() + Duration::from_secs_f64(spec.when_timeout_s);
         let mut highest = 0;
@@ -103,13 +108,9 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
-    let signal = match spec.signal.as_deref() {
-        Some(STOP_SIGNAL) => svc.stop_signal,
-        named => named.and_then(Signal::from_str_lenient).unwrap_or(Signal::SIGTERM),
-    };
     let down = Duration::from_secs_f64(spec.down_s.unwrap_or(1.0));
     match spec.action {
-        FaultAction::Signal => vec![signal_fault(n, index, &svc.name, signal).await],
+        FaultAction::Signal => vec![signal_fault(n, index, &svc.name, signal, before_signal.flatten()).await],
         FaultAction::Outage => vec![outage(n, index, &svc.name, signal, down).await],
         FaultAction::Pause => vec![pause(n, index, &svc.name, down).await],
         FaultAction::BadConfig => bad_config(n, index, svc, spec.defect.as_deref().unwrap_or("missing")).await,

@@ -27,13 +27,26 @@ fn empty_detail(sig: Signal, in_flight: u32, grace_ms: u64, declared_stop: bool)
 /// Send `sig` to `service`. For a terminating signal, wait for the exit up to
 /// the declared grace period (then SIGKILL), record what it left behind, and
 /// start the service again so the scenario can go on.
-pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Signal) -> FaultRecord {
+/// What `signal_fault` must read before the signal: the service's Redis
+/// connections, for a terminating signal. Read before a `when` condition is
+/// awaited, not between it holding and the signal: on a busy machine that
+/// /proc walk took long enough for the requests the condition counted to end.
+pub fn before_signal(n: &Nemesis<'_>, service: &str, sig: Signal) -> Option<Vec<String>> {
+    if terminating(sig) { redis_connections_of(n, service) } else { None }
+}
+
+pub async fn signal_fault(
+    n: &Nemesis<'_>,
+    index: usize,
+    service: &str,
+    sig: Signal,
+    before: Option<Vec<String>>,
+) -> FaultRecord {
     let label = format!("{} to {service}", sig.as_str());
     // The service's own graceful stop (nginx: QUIT), as opposed to any other signal.
     let declared_stop = n.manifest.service(service).is_some_and(|s| s.stop_signal == sig);
     let grace = n.manifest.grace();
     let grace_ms = grace.as_millis() as u64;
-    let before = if terminating(sig) { redis_connections_of(n, service) } else { None };
     let in_flight = n.in_flight();
     let injected_at = n.now();
     let pid = match n.backend.signal(service, sig).await {
