@@ -88,6 +88,14 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
     if let Some(cond) = spec.when {
         let deadline = Instant::now() + Duration::from_secs_f64(spec.when_timeout_s);
         let mut highest = 0;
+        let mut seen_short = false;
+        let mut holding_since: Option<Instant> = None;
+        // A condition already holding when the wait begins (a busy machine
+        // can start it late) may be counting requests about to end: the
+        // fault waits for the condition to rise from not holding, which puts
+        // it `for_ms` into a fresh wave, unless the condition holds on
+        // without a break (load without waves), for a second more than `for_ms`.
+        let steady = Duration::from_millis(cond.for_ms + 1000);
         loop {
             // Requests that are this old have reached the service: counting
             // only them keeps a wave of requests that began a moment ago (all
@@ -95,7 +103,13 @@ async fn run_one(n: &Nemesis<'_>, index: usize, spec: &FaultSpec) -> Vec<FaultRe
             let settled = n.in_flight_for(cond.for_ms);
             highest = highest.max(settled);
             if settled >= cond.in_flight_at_least {
-                break;
+                let since = *holding_since.get_or_insert_with(Instant::now);
+                if seen_short || since.elapsed() >= steady {
+                    break;
+                }
+            } else {
+                seen_short = true;
+                holding_since = None;
             }
             if Instant::now() >= deadline {
                 let why = format!(

@@ -35,13 +35,7 @@ pub fn before_signal(n: &Nemesis<'_>, service: &str, sig: Signal) -> Option<Vec<
     if terminating(sig) { redis_connections_of(n, service) } else { None }
 }
 
-pub async fn signal_fault(
-    n: &Nemesis<'_>,
-    index: usize,
-    service: &str,
-    sig: Signal,
-    before: Option<Vec<String>>,
-) -> FaultRecord {
+pub async fn signal_fault(n: &Nemesis<'_>, index: usize, service: &str, sig: Signal, before: Option<Vec<String>>) -> FaultRecord {
     let label = format!("{} to {service}", sig.as_str());
     // The service's own graceful stop (nginx: QUIT), as opposed to any other signal.
     let declared_stop = n.manifest.service(service).is_some_and(|s| s.stop_signal == sig);
