@@ -91,46 +91,10 @@ async fn harness_load(url: &str, users: usize, seconds: u64) -> (f64, usize, usi
     )
 }
 
-/// The same requests and the same history recording, without goose: isolates
-/// what goose's per-request machinery costs.
-async fn reqwest_direct(url: &str, users: usize, seconds: u64) -> f64 {
-    let recorder = Arc::new(Recorder::new(RunClock::start()));
-    let client = reqwest::Client::builder().no_proxy().build().expect("client");
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..users)
-        .map(|_| {
-            let client = client.clone();
-            let recorder = recorder.clone();
-            let url = url.to_string();
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    let start = recorder.clock.now();
-                    let (status, bytes) = match client.get(&url).send().await {
-                        Ok(r) => (r.status().as_u16(), r.bytes().await.map(|b| b.len()).unwrap_or(0)),
-                        Err(_) => (0, 0),
-                    };
-                    recorder.request(RequestRecord {
-                        start,
-                        end: recorder.clock.now(),
-                        status,
-                        route: 0,
-                        version: 0,
-                        error: chaosgate::history::TransportError::None,
-                        bytes: bytes as u32,
-                    });
-                }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let _ = t.await;
-    }
-    recorder.take_history().requests.len() as f64 / started.elapsed().as_secs_f64()
-}
-
-/// Variants of the direct path, each removing one suspect cost (BENCH_ONLY=...):
-/// `peruser` a client per user as the harness has; `url` a pre-parsed URL;
+/// The same requests and the same history recording, without goose:
+/// `shared`, one reqwest client for all users, isolates what goose's
+/// machinery costs. The variants each remove one more suspect cost
+/// (BENCH_ONLY=...): `peruser` a client per user; `url` a pre-parsed URL;
 /// `hyper` one hyper HTTP/1 connection per user, no pool, no URL crate.
 async fn direct_variant(kind: &str, url: &str, users: usize, seconds: u64) -> f64 {
     let recorder = Arc::new(Recorder::new(RunClock::start()));
@@ -256,7 +220,7 @@ fn main() {
             wrk_rates.push(wrk(&url, users as u64, seconds));
         }
         if runs("direct") {
-            direct.push(runtime.block_on(reqwest_direct(&url, users, seconds)));
+            direct.push(runtime.block_on(direct_variant("shared", &url, users, seconds)));
         }
         for kind in ["peruser", "url", "hyper"] {
             if only == kind {
