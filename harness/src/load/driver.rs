@@ -189,6 +189,8 @@ impl LoadShared {
     /// request, HTTPS verifying against the run's CA when asked, and a
     /// counter of the connections it opens.
     async fn set_up_client(&self, user: &mut GooseUser) -> TransactionResult {
+        // Set by LoadHandle::start before goose starts any user; goose's error
+        // type has no variant for "no target", so the user fails to start loudly.
         let Some(target) = self.target.get() else {
             return Err(Box::new(TransactionError::InvalidMethod {
                 method: reqwest::Method::GET,
